@@ -1,0 +1,1 @@
+"""One module per ``wsreplay`` subcommand; see :mod:`wsreplay.cli`."""
