@@ -1,0 +1,502 @@
+"""Scenario text → :class:`~wsreplay.model.Scenario`.
+
+``parse(text, path)`` is pure: it reads no files (``include`` and ``file`` stay as paths; see
+:mod:`wsreplay.loader`). Any input either parses or raises :class:`ScenarioSyntaxError` with
+``path:line:col``, the line and a caret, never another exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import gc
+import re
+import threading
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import orjson
+from lark import Lark, Token, Transformer
+from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+from . import model as m
+from .errors import FormatVersionError, ScenarioError, ScenarioSyntaxError
+from .hints import hint_for
+
+_US = 1_000_000
+_UNITS = {"us": 1, "ms": 1000, "s": _US, "m": 60 * _US}
+
+
+def _grammar_text() -> str:
+    # A checkout keeps the grammar in the top-level grammar/ folder; a wheel ships the same
+    # file as the wsreplay.grammar package.
+    here = Path(__file__).resolve().parent.parent / "grammar" / "wsreplay.lark"
+    if here.is_file():
+        return here.read_text(encoding="utf-8")
+    return resources.files("wsreplay.grammar").joinpath("wsreplay.lark").read_text("utf-8")
+
+
+class _Fail(Exception):
+    """Raised inside the transformer; turned into ScenarioSyntaxError by ``parse``."""
+
+    def __init__(self, message: str, token: Token | None, offset: tuple[int, int] = (0, 0),
+                 hint: str | None = None):
+        super().__init__(message)
+        self.message, self.token, self.offset, self.hint = message, token, offset, hint
+
+
+def _fail(message: str, token: Token | None = None, hint: str | None = None):
+    raise _Fail(message, token, hint=hint)
+
+
+# --- token conversions --------------------------------------------------------------------
+
+
+def parse_time(raw: str, token: Token | None = None) -> int:
+    """``1.250`` (seconds, up to 6 decimals) → microseconds."""
+    whole, _, frac = raw.partition(".")
+    if len(frac) > 6:
+        _fail("times have at most 6 decimals (microseconds)", token)
+    return int(whole) * _US + int(frac.ljust(6, "0") or 0)
+
+
+def parse_duration(raw: str, token: Token | None = None) -> int:
+    """``250ms``, ``1.5s``, ``1m``, ``100us`` → microseconds."""
+    for unit in ("us", "ms", "s", "m"):
+        if raw.endswith(unit):
+            number = raw[: -len(unit)]
+            break
+    scale = _UNITS[unit]
+    whole, _, frac = number.partition(".")
+    total = int(whole) * scale + (int(frac) * scale) // (10 ** len(frac)) if frac else int(whole) * scale
+    if frac and (int(frac) * scale) % (10 ** len(frac)):
+        _fail("a duration must be a whole number of microseconds", token)
+    return total
+
+
+def _text_value(token: Token | None) -> str:
+    """A text position: inline (exact), quoted (a JSON string) or a fenced block."""
+    if token is None:
+        return ""
+    raw = str(token)
+    if _is_block(raw):
+        return _block_content(raw)
+    if raw.startswith("```"):
+        _fail("this fenced block is never closed: no line holding exactly "
+              f"{raw.split()[0]!r} follows", token,
+              hint="close the block with a line holding the same fence, or quote the payload")
+    if raw.startswith('"'):
+        value = _json(token)
+        if not isinstance(value, str):
+            _fail("a payload starting with \" is a JSON string, and this is not one", token,
+                  hint='to send text that starts with a quote, quote it: "\\"..."')
+        return value
+    return raw
+
+
+def _is_block(raw: str) -> bool:
+    return raw.startswith("```") and "\n" in raw
+
+
+def _block_content(raw: str) -> str:
+    first_nl = raw.index("\n")
+    body = raw[first_nl + 1:]
+    last_nl = body.rfind("\n")
+    return body[:last_nl] if last_nl >= 0 else ""
+
+
+def _json(token: Token):
+    """Parse a JSON payload with orjson, mapping its error offset back into the file."""
+    raw = str(token)
+    block = _is_block(raw)
+    text = _block_content(raw) if block else raw
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        msg = exc.msg if hasattr(exc, "msg") else str(exc)
+        if block:
+            line_off, col = exc.lineno, exc.colno  # content starts on the next line, column 1
+        else:
+            line_off, col = 0, token.column + exc.colno - 1
+        raise _Fail(f"invalid JSON: {msg}", token, (line_off, col)) from None
+
+
+def _json_source(token: Token) -> str:
+    raw = str(token)
+    return _block_content(raw) if _is_block(raw) else raw
+
+
+def _bytes(token: Token | None, encoding: str) -> bytes:
+    if token is None:
+        return b""
+    raw = _block_content(str(token)) if _is_block(str(token)) else str(token)
+    compact = "".join(raw.split())
+    try:
+        if encoding == "hex":
+            return bytes.fromhex(compact)
+        return base64.b64decode(compact, validate=True)
+    except (ValueError, binascii.Error):
+        what = "hex digits (pairs of 0-9, a-f)" if encoding == "hex" else "base64"
+        _fail(f"invalid {what}", token)
+
+
+def _pos(transformer: "_Build", token: Token) -> m.Pos:
+    return m.Pos(transformer.path, token.line, token.column)
+
+
+# --- the transformer ------------------------------------------------------------------------
+
+
+class _Build(Transformer):
+    """Builds the model while LALR parses (no tree is built). Rule methods get children lists."""
+
+    def __init__(self):
+        super().__init__(visit_tokens=False)
+        self.path = "<memory>"
+
+    # statements
+
+    def start(self, c):
+        return c
+
+    def version(self, c):
+        return c[0]
+
+    def comment(self, c):
+        return [m.Comment(str(c[0])[1:], _pos(self, c[0])), c[1]]
+
+    def var(self, c):
+        name, value, nl = c
+        return [m.Var(str(name), _json_source(value), _json(value), _pos(self, name)), nl]
+
+    def env(self, c):
+        name, value, nl = c
+        if value is None:
+            return [m.Env(str(name), None, None, _pos(self, name)), nl]
+        return [m.Env(str(name), _json_source(value), _json(value), _pos(self, name)), nl]
+
+    def setting(self, c):
+        name, value, nl = c
+        key, val = str(name), str(value)
+        if key == "timeout":
+            parse_duration(val, value) if _is_duration(val) else _fail(
+                "set timeout takes a duration such as 5s or 500ms", value)
+        elif key == "leftover":
+            if val not in ("fail", "warn"):
+                _fail("set leftover takes fail or warn", value)
+        else:
+            _fail(f"unknown setting {key!r}", name, hint=hint_for(key, sorted(m.SETTINGS)))
+        return [m.Setting(key, val, _pos(self, name)), nl]
+
+    def include(self, c):
+        return [m.Include(str(c[0]), _pos(self, c[0])), c[1]]
+
+    def unordered(self, c):
+        within, nl, *body, end_nl = c
+        tok = within if within is not None else nl
+        steps = _steps(body, nl)
+        dur = _within(within)
+        return [m.Unordered(steps, dur, _pos(self, tok)), end_nl]
+
+    def repeat(self, c):
+        count, nl, *body, end_nl = c
+        return [m.Repeat(int(count), _steps(body, nl), _pos(self, count)), end_nl]
+
+    # connections
+
+    def conn(self, c):
+        time, name, url, nl, *attrs = c
+        fields: dict = {"query": [], "headers": [], "expect_headers": [], "rules": []}
+        last_nl = nl
+        for key, value, attr_nl in attrs:
+            last_nl = attr_nl
+            if key in ("query", "headers", "expect_headers", "rules"):
+                fields[key].append(value)
+            else:
+                fields[key] = value
+        for key in ("query", "headers", "expect_headers", "rules"):
+            fields[key] = tuple(fields[key])
+        at = parse_time(str(time)[1:], time) if time is not None else None
+        return [m.Connect(str(name), str(url), at, pos=_pos(self, time or name), **fields), last_nl]
+
+    def query(self, c):
+        return ("query", (str(c[0]), _text_value(c[1])), c[2])
+
+    def header(self, c):
+        return ("headers", (str(c[0]), _text_value(c[1])), c[2])
+
+    def protocols(self, c):
+        return ("protocols", tuple(str(t) for t in c[:-1]), c[-1])
+
+    def compress(self, c):
+        return ("compress", True, c[0])
+
+    def expect_status(self, c):
+        return ("expect_status", int(c[0]), c[1])
+
+    def expect_protocol(self, c):
+        return ("expect_protocol", str(c[0]), c[1])
+
+    def expect_no_protocol(self, c):
+        return ("expect_protocol", "", c[0])
+
+    def expect_header(self, c):
+        return ("expect_headers", (str(c[0]), _text_value(c[1])), c[2])
+
+    def expect_compress(self, c):
+        return ("expect_compress", True, c[0])
+
+    def expect_no_compress(self, c):
+        return ("expect_compress", False, c[0])
+
+    def ignore_rule(self, c):
+        d, payload, nl = c
+        return ("rules", m.Rule(m.Side(str(d)), payload[0], None, _pos(self, d)), nl)
+
+    def reply_rule(self, c):
+        d, payload, _, rd, reply, nl = c
+        if str(rd) == str(d):
+            _fail("a reply goes the other way: `on <` is answered by `reply >`", rd)
+        return ("rules", m.Rule(m.Side(str(d)), payload[0], reply[0], _pos(self, d)), nl)
+
+    def leftover(self, c):
+        if str(c[0]) not in ("fail", "warn"):
+            _fail("leftover takes fail or warn", c[0])
+        return ("leftover", str(c[0]), c[1])
+
+    # events
+
+    def event(self, c):
+        head, within, payload, nl = c
+        raw = str(head)
+        at = None
+        if raw.startswith("@"):
+            stamp, raw = raw[1:].split(None, 1)
+            at = parse_time(stamp, head)
+        name, side = raw[:-1].rstrip(), m.Side(raw[-1])
+        dur = _within(within)
+        return [m.Event(name, side, payload[0], at, dur, _pos(self, head)), nl]
+
+    def event_line(self, c):
+        tok = c[0]
+        match = _EVENT_LINE.match(tok)
+        at, conn, side, within, kind, value, nl = match.groups()
+        if value is not None:
+            value = _Value(value, tok.line, tok.column + match.start(6))
+        if kind == "text" and value is not None and value[0] != '"':
+            payload = m.Text(str(value))  # the bulk of recordings: plain inline text
+        elif kind == "json":
+            payload = m.Json(str(value), _json(value))
+        else:
+            payload = getattr(self, kind)([value])[0]
+        event = m.Event(conn, _SIDES[side], payload,
+                        None if at is None else parse_time(at, tok),
+                        None if within is None else parse_duration(within, tok),
+                        m.Pos(self.path, tok.line, tok.column))
+        return [event, nl]
+
+    # payloads: each returns a 1-tuple so a payload is never mistaken for a list of steps
+
+    def text(self, c):
+        return (m.Text(_text_value(c[0])),)
+
+    def regex(self, c):
+        return (m.Regex(_text_value(c[0])),)
+
+    def json(self, c):
+        subset, ignore, paths, value = c
+        ignored = tuple(p for p in str(paths).split(",") if p) if paths is not None else ()
+        if ignore is not None and not ignored:
+            _fail("ignore takes JSONPath-like paths such as $.ts,$.items[*].id", ignore)
+        return (m.Json(_json_source(value), _json(value), subset is not None, ignored),)
+
+    def hex(self, c):
+        return (m.Binary(_bytes(c[0], "hex"), m.BinaryNotation.HEX),)
+
+    def b64(self, c):
+        return (m.Binary(_bytes(c[0], "b64"), m.BinaryNotation.B64),)
+
+    def file(self, c):
+        return (m.File(str(c[0])),)
+
+    def ping(self, c):
+        return (m.Ping(_control(c)),)
+
+    def pong(self, c):
+        return (m.Pong(_control(c)),)
+
+    def close(self, c):
+        code, reason = c
+        if code is None:
+            return (m.Close(None, None),)
+        number = int(code)
+        if number > 65535:
+            _fail("a close code is a number from 0 to 65535", code)
+        return (m.Close(number, _text_value(reason) if reason is not None else None),)
+
+    def drop(self, c):
+        return (m.Drop(),)
+
+    def silence(self, c):
+        return (m.Silence(parse_duration(str(c[0]), c[0])),)
+
+
+_SIDES = {">": m.Side.CLIENT, "<": m.Side.SERVER}
+
+
+class _Value(str):
+    """A payload cut out of an EVENT_LINE token: a str with the position lark tokens have
+    (much cheaper to make than a lark Token)."""
+
+    type = "VALUE"
+
+    def __new__(cls, value: str, line: int, column: int):
+        self = super().__new__(cls, value)
+        self.line, self.column = line, column
+        return self
+
+
+_EVENT_LINE = re.compile(
+    r"(?:@([0-9]+(?:\.[0-9]+)?)[ \t]+)?([A-Za-z_][A-Za-z0-9_.\-]*)[ \t]*([<>])[ \t]+"
+    r"(?:within[ \t]+([^ \t]+)[ \t]+)?([a-z0-9]+)(?:[ \t]+([^ \t\r\n][^\r\n]*))?[ \t]*"
+    r"((?:\n[ \t]*)+)")
+
+
+def _within(token: Token | None) -> int | None:
+    return parse_duration(token.split()[1], token) if token is not None else None
+
+
+def _control(c) -> bytes:
+    c = [t for t in c if t is not None]
+    if not c:
+        return b""
+    first = c[0]
+    if first.type == "CTL_HEX":
+        return _bytes(c[1] if len(c) > 1 else None, "hex")
+    if first.type == "CTL_B64":
+        return _bytes(c[1] if len(c) > 1 else None, "b64")
+    data = _text_value(first).encode("utf-8")
+    if len(data) > 125:
+        _fail("a control frame payload is at most 125 bytes", first)
+    return data
+
+
+def _is_duration(raw: str) -> bool:
+    number = raw.rstrip("usm")
+    return bool(number) and number != raw and raw[len(number):] in _UNITS and \
+        number.replace(".", "", 1).isdigit()
+
+
+def _steps(items: list, first_nl: Token) -> tuple:
+    """Flatten [step, NL] pairs into steps, turning a NL that spans a blank line into Blank."""
+    steps: list = []
+    if first_nl.count("\n") > 1 and items:
+        steps.append(m.Blank())
+    for step, nl in items:
+        steps.append(step)
+        if nl.count("\n") > 1:
+            steps.append(m.Blank())
+    if steps and isinstance(steps[-1], m.Blank) and items:
+        steps.pop()  # a blank line right before `end` or the end of file is not kept
+    return tuple(steps)
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _parser() -> tuple[Lark, _Build]:
+    build = _Build()
+    lark = Lark(_grammar_text(), parser="lalr", lexer="contextual", transformer=build,
+                maybe_placeholders=True, cache=False)
+    return lark, build
+
+
+def parse(text: str, path: str = "<memory>") -> m.Scenario:
+    """Parse scenario ``text`` (read from ``path``, used in positions and messages).
+
+    Returns the :class:`Scenario`; raises :class:`ScenarioSyntaxError` (or
+    :class:`FormatVersionError`) with the position, the line and a caret.
+    """
+    source = text[1:] if text.startswith("\ufeff") else text
+    source = source.replace("\r\n", "\n")
+    if not source.endswith("\n"):
+        source += "\n"
+    _check_header(source, path)
+    lark, build = _parser()
+    with _lock, _no_gc():
+        build.path = path
+        try:
+            version, first_nl, *items = lark.parse(source)
+        except _Fail as exc:
+            raise _error_from_fail(exc, source, path) from None
+        except UnexpectedInput as exc:
+            raise _error_from_lark(exc, source, path) from None
+        except LarkError as exc:  # an exception from a callback, wrapped by lark
+            inner = getattr(exc, "orig_exc", None)
+            if isinstance(inner, _Fail):
+                raise _error_from_fail(inner, source, path) from None
+            raise ScenarioSyntaxError(str(exc), m.Pos(path, 1, 1)) from None
+    return m.Scenario(_steps(items, first_nl), int(version), path)
+
+
+@contextlib.contextmanager
+def _no_gc():
+    # Parsing allocates many small acyclic objects; the cyclic collector would walk them again
+    # and again for nothing (a third of the time on a large recording).
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _check_header(source: str, path: str) -> None:
+    first = source.split("\n", 1)[0]
+    words = first.split()
+    if len(words) != 2 or words[0] != "wsreplay" or not words[1].isdigit():
+        raise ScenarioSyntaxError(
+            "a scenario file starts with the line `wsreplay 1`", m.Pos(path, 1, 1),
+            source_line=first, hint="add `wsreplay 1` as the first line")
+    if int(words[1]) > m.FORMAT_VERSION:
+        raise FormatVersionError(
+            f"this file is in scenario format {words[1]}; this wsreplay reads format "
+            f"{m.FORMAT_VERSION} and older", m.Pos(path, 1, 10), source_line=first,
+            hint="upgrade wsreplay: pip install --upgrade wsreplay")
+    if int(words[1]) < 1:
+        raise ScenarioSyntaxError("the format version starts at 1", m.Pos(path, 1, 10),
+                                  source_line=first)
+
+
+def _line(source: str, number: int) -> str:
+    lines = source.split("\n")
+    return lines[number - 1] if 0 < number <= len(lines) else ""
+
+
+def _error_from_fail(exc: _Fail, source: str, path: str) -> ScenarioSyntaxError:
+    tok = exc.token
+    if tok is None:
+        return ScenarioSyntaxError(exc.message, m.Pos(path, 1, 1), hint=exc.hint)
+    line_off, col = exc.offset
+    line = tok.line + line_off
+    column = col if (line_off or col) else tok.column
+    return ScenarioSyntaxError(exc.message, m.Pos(path, line, max(column, 1)),
+                               source_line=_line(source, line), hint=exc.hint)
+
+
+def _error_from_lark(exc: UnexpectedInput, source: str, path: str) -> ScenarioSyntaxError:
+    line, col = max(getattr(exc, "line", 1) or 1, 1), max(getattr(exc, "column", 1) or 1, 1)
+    text = _line(source, line)
+    from .hints import explain  # deferred: only errors need it
+
+    message, hint = explain(exc, text, col)
+    return ScenarioSyntaxError(message, m.Pos(path, line, col), source_line=text, hint=hint)
+
+
+__all__ = ["parse", "parse_time", "parse_duration", "ScenarioError"]
