@@ -259,3 +259,7 @@ def node_client(node_peers, spawn):
 def python_exe() -> str:
     """The interpreter running the tests (use it to start ``-m wsreplay`` subprocesses)."""
     return sys.executable
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes tens of seconds (deselect with -m 'not slow')")
