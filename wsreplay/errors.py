@@ -34,7 +34,8 @@ class ScenarioError(WsreplayError):
         self.hint = hint
 
     def render(self) -> str:
-        out = [f"{self.pos}: {self.message}"]
+        where = str(self.pos) if self.pos.line else self.pos.path
+        out = [f"{where}: {self.message}"]
         if self.source_line is not None:
             line = self.source_line.rstrip("\r\n")
             # Keep tabs so the caret lines up under them in a terminal.

@@ -13,7 +13,8 @@ HANDSHAKE = ["query", "header", "protocol", "compress", "expect", "ignore", "on"
              "leftover"]
 
 _NAMES = {
-    "HEAD": "a message line (`name >` or `name <`)", "TIME": "a time such as @1.250",
+    "HEAD": "a message line (`name >` or `name <`)",
+    "EVENT_LINE": "a message line (`name >` or `name <`)", "TIME": "a time such as @1.250",
     "NAME": "a name", "DIR": "`>` or `<`", "INT": "a number", "DURATION": "a duration (2s, 500ms)",
     "QKEY": "a query key", "HNAME": "a header name", "PROTO": "a subprotocol name",
     "PATHS": "a path such as $.ts", "REST": "a value", "BLOCK": "a fenced block",
@@ -41,7 +42,8 @@ def _expected(names) -> str:
 
 def explain(exc: UnexpectedInput, line: str, col: int) -> tuple[str, str | None]:
     """Message and hint for a lark error at 1-based ``col`` of ``line``."""
-    if isinstance(exc, UnexpectedEOF):
+    if isinstance(exc, UnexpectedEOF) or (
+            isinstance(exc, UnexpectedToken) and exc.token.type == "$END"):
         return "the file ends inside a block", "close `unordered` and `repeat` blocks with `end`"
     rest = line[col - 1:]
     word_match = _WORD.match(rest)
@@ -57,6 +59,8 @@ def explain(exc: UnexpectedInput, line: str, col: int) -> tuple[str, str | None]
                 "move it under the `conn` line of its connection, with no other line between")
     if at_line_start and word == "end":
         return "`end` with no `unordered` or `repeat` block open", None
+    if word == "within":
+        return "`within` takes a duration such as 2s or 500ms", "write: name < within 2s text ..."
     if _after_direction(line, col):
         if word in KINDS:
             return f"`{word}` does not take what follows here", _kind_hint(word)
@@ -71,6 +75,10 @@ def explain(exc: UnexpectedInput, line: str, col: int) -> tuple[str, str | None]
                 "a line starts with a keyword (conn, var, env, set, include, unordered, repeat)"
                 " or a connection name followed by > or <")
     if isinstance(exc, UnexpectedCharacters):
+        if at_line_start:
+            return (f"unexpected {rest[:1]!r} at the start of a line",
+                    "a line starts with a keyword (conn, var, env, set, include, unordered, "
+                    "repeat), a connection name followed by > or <, or # for a comment")
         return f"unexpected {rest[:1]!r}; expected {_expected(expected)}", None
     return f"unexpected `{word}`; expected {_expected(expected)}", None
 

@@ -123,6 +123,15 @@ def _json(token: Token):
         raise _Fail(f"invalid JSON: {msg}", token, (line_off, col)) from None
 
 
+def _json_value(token: Token):
+    """A variable's value: JSON, with a hint for the common bare-word mistake."""
+    try:
+        return _json(token)
+    except _Fail as exc:
+        exc.hint = f'variable values are JSON: a string is quoted, as in "{token}"'
+        raise
+
+
 def _json_source(token: Token) -> str:
     raw = str(token)
     return _block_content(raw) if _is_block(raw) else raw
@@ -169,13 +178,13 @@ class _Build(Transformer):
 
     def var(self, c):
         name, value, nl = c
-        return [m.Var(str(name), _json_source(value), _json(value), _pos(self, name)), nl]
+        return [m.Var(str(name), _json_source(value), _json_value(value), _pos(self, name)), nl]
 
     def env(self, c):
         name, value, nl = c
         if value is None:
             return [m.Env(str(name), None, None, _pos(self, name)), nl]
-        return [m.Env(str(name), _json_source(value), _json(value), _pos(self, name)), nl]
+        return [m.Env(str(name), _json_source(value), _json_value(value), _pos(self, name)), nl]
 
     def setting(self, c):
         name, value, nl = c
@@ -195,10 +204,9 @@ class _Build(Transformer):
 
     def unordered(self, c):
         within, nl, *body, end_nl = c
-        tok = within if within is not None else nl
         steps = _steps(body, nl)
         dur = _within(within)
-        return [m.Unordered(steps, dur, _pos(self, tok)), end_nl]
+        return [m.Unordered(steps, dur, m.Pos(self.path, nl.line, 1)), end_nl]
 
     def repeat(self, c):
         count, nl, *body, end_nl = c

@@ -1,1 +1,43 @@
-"""One module per ``wsreplay`` subcommand; see :mod:`wsreplay.cli`."""
+"""One module per ``wsreplay`` subcommand; see :mod:`wsreplay.cli`.
+
+Helpers shared by the subcommands live here: ``--var`` parsing and printing scenario
+errors the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import orjson
+
+from ..errors import ScenarioError, UsageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def parse_vars(items: list[str] | None) -> dict[str, Any]:
+    """``--var k=v`` options → a dict; ``v`` is JSON when it parses as JSON, else a string."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        name, eq, raw = item.partition("=")
+        if not eq or not name:
+            raise UsageError(f"--var takes NAME=VALUE, not {item!r}")
+        try:
+            out[name] = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            out[name] = raw
+    return out
+
+
+def print_error(exc: Exception) -> None:
+    """A scenario or usage error on stderr: position, line and caret; never a traceback."""
+    if isinstance(exc, ScenarioError):
+        print(exc.render(), file=sys.stderr)
+    else:
+        print(f"wsreplay: {exc}", file=sys.stderr)
+
+
+def add_var_option(parser) -> None:
+    parser.add_argument("--var", action="append", metavar="NAME=VALUE",
+                        help="set a variable (JSON value, or a string); repeatable")

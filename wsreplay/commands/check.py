@@ -1,0 +1,63 @@
+"""``wsreplay check FILE...``: parse and lint; exit 0 clean, 1 lint errors, 2 syntax or file errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import ScenarioError, UsageError
+from ..lint import ERROR, lint
+from ..loader import file_reader, load
+from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_var_option, parse_vars, print_error
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("check", help="parse and lint scenario files",
+                       description="Parse scenario files and check what a run would trip on: "
+                                   "undefined variables and connections, unknown markers, "
+                                   "include cycles.")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    add_var_option(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="print problems only")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    try:
+        defined = parse_vars(args.var)
+    except UsageError as exc:
+        print_error(exc)
+        return EXIT_USAGE
+    worst = EXIT_OK
+    for name in args.files:
+        worst = max(worst, check_file(name, defined, args.quiet))
+    return worst
+
+
+def check_file(name: str, defined: dict, quiet: bool = False) -> int:
+    """Check one file, print what is wrong; return its exit code."""
+    try:
+        scenario = load(name)
+    except ScenarioError as exc:
+        print_error(exc)
+        return EXIT_USAGE
+    diagnostics = lint(scenario, defined, file_reader(name))
+    lines: dict[str, list[str]] = {}
+    for d in diagnostics:
+        source = lines.setdefault(d.pos.path, _lines(d.pos.path))
+        text = source[d.pos.line - 1] if 0 < d.pos.line <= len(source) else None
+        err = ScenarioError(f"{d.severity}: {d.message}", d.pos, source_line=text)
+        print(err.render(), file=sys.stderr)
+    errors = sum(d.severity == ERROR for d in diagnostics)
+    if not errors and not quiet:
+        warnings = len(diagnostics)
+        print(f"{name}: ok ({len(scenario.events())} events"
+              + (f", {warnings} warning{'s' * (warnings != 1)}" if warnings else "") + ")")
+    return EXIT_FAILED if errors else EXIT_OK
+
+
+def _lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace").split("\n")
+    except OSError:
+        return []
