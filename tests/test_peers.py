@@ -74,6 +74,17 @@ async def test_server_closes_with_code_and_reason_on_request(node_server):
     assert (await server.await_event(event="close"))["code"] == 4001
 
 
+async def test_server_bare_close_sends_no_code_and_bad_control_is_reported(node_server):
+    server = node_server()
+    async with connect(f"ws://127.0.0.1:{server.port}/", open_timeout=T) as ws:
+        await ws.send("__close 999 not a valid code")
+        assert "invalid" in (await server.await_event(event="error"))["message"].lower()
+        await ws.send("__close")
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            await ws.recv()  # nothing was echoed before the close
+    assert info.value.rcvd.code == 1005  # "no status code": the frame was empty
+
+
 @pytest.mark.parametrize("command", ["__terminate", "__reset"])
 async def test_server_drops_the_connection_without_close_frame(node_server, command):
     server = node_server()

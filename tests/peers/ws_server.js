@@ -23,13 +23,14 @@
 //   - --reject STATUS: refuse every upgrade with that HTTP status and a text body;
 //   - --header: add a header to the 101 answer (repeatable);
 //   - plain HTTP requests get 200 "ws_server: plain http\n".
-// Control messages (text, never echoed):
+// Control messages (text messages starting with "__"; logged like any message, never echoed):
 //   __close [CODE [REASON]]  close with that code and reason (no code: an empty close frame)
-//   __ping HEX             send a ping with that payload (HEX may be empty)
-//   __send SPEC            send a message: {"text":...} | {"b64":...} | {"ping":hex} | {"pong":hex}
-//   __terminate            destroy the TCP socket (FIN, no close frame)
-//   __reset                reset the TCP socket (RST, no close frame)
-//   __headers              answer with the upgrade request's headers as a JSON text message
+//   __ping HEX               send a ping with that payload (HEX may be empty)
+//   __send SPEC              send {"text":...} | {"b64":...} | {"ping":hex} | {"pong":hex}
+//   __terminate              destroy the TCP socket (FIN, no close frame)
+//   __reset                  reset the TCP socket (RST, no close frame)
+//   __headers                answer with the upgrade request's headers as a JSON text message
+// A control message that fails (e.g. an invalid close code) is reported as an "error" event.
 'use strict';
 const http = require('http');
 const { WebSocketServer } = require('ws');
