@@ -1,0 +1,1 @@
+"""pytest plugin: collect ``.wsr`` scenario files as tests (registered as ``pytest11``)."""
