@@ -8,6 +8,9 @@
 * ``node_peers``: the ``tests/peers`` folder with its ``node_modules``; ``node_server`` and
   ``node_client`` start ``ws_server.js`` / ``ws_client.js`` from it (see their headers).
 
+Test modules import the helpers with ``from .conftest import T, free_port`` (tests/ is a
+package).
+
 Under CI (env ``CI`` set) a missing Node, npm or ``node_modules`` fails the test instead of
 skipping it, so a broken CI setup can never pass by skipping.
 """

@@ -14,7 +14,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from conftest import T
+from .conftest import T
 from wsreplay.cli import main
 from wsreplay.demo_server import FIXED_TS, start_demo_server
 

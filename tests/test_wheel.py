@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import T
+from .conftest import T
 from wsreplay import __version__
 
 ROOT = Path(__file__).resolve().parent.parent
