@@ -1,0 +1,639 @@
+"""The replay engine: one scenario run, free of I/O, for either side of the conversation.
+
+The engine is fed what happened (a handshake result, a received message, a client asking
+to connect) and a clock ``now`` (seconds, any origin); :meth:`Engine.poll` says what to do
+next as a list of actions (:class:`Open`, :class:`Send`, :class:`Close`) and
+:attr:`Engine.wake_at` the latest time to poll again when nothing arrives. When
+:attr:`Engine.done` is set, :attr:`Engine.result` holds the verdict.
+
+``Side.CLIENT`` plays the client (``wsreplay replay``): ``>`` lines are sent, ``<`` lines
+expected. ``Side.SERVER`` plays the server (``wsreplay serve``): the other way round, and a
+``conn`` line waits for a client to connect (the shell routes it with
+:meth:`Engine.match_request`, then :meth:`Engine.accept`).
+
+A shell's loop is::
+
+    engine = Engine(scenario, Side.CLIENT, timing=...)
+    actions = engine.poll(clock())
+    while True:
+        perform(actions)            # may feed engine.opened(...) / engine.receive(...)
+        if engine.done: break
+        wait for a message or until engine.wake_at
+        feed it; actions = engine.poll(clock())
+
+Which message an expectation consumes, and when a run ends, is ``docs/language.md``,
+"Which message an expectation consumes"; this module implements that text.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from . import model as m
+from .diagnose import closed_failure, leftover_failure, mismatch_failure, missing_failure
+from .errors import ScenarioError
+from .matchers import MatchResult, match_handshake, match_message, match_request
+from .messages import Handshake, Kind, Message, Request
+from .outcome import Failure, Result
+from .program import FAST, Flat, Timing, events_of, flatten, parse_duration
+from .template import (TemplateError, classify_json_string, json_strings, placeholders,
+                       render_json_source, render_json_value, render_text)
+
+US = 1e-6
+DEFAULT_TIMEOUT = 5.0
+
+
+# --- actions --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    """Open connection ``conn`` (client side); then call :meth:`Engine.opened`."""
+
+    conn: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    protocols: tuple[str, ...]
+    compress: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``message`` on ``conn`` now. A close message is a close frame (the shell keeps
+    reading until the peer's close); a drop ends the connection with no close frame."""
+
+    conn: str
+    message: Message
+    step: m.Event | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """The run is over for ``conn``: end it. ``code`` None: the closing handshake is
+    already under way (we sent our close frame), just let the connection go."""
+
+    conn: str
+    code: int | None
+    reason: str = ""
+
+
+Action = Open | Send | Close
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """How the mock server answers a client's handshake for one ``conn`` line."""
+
+    conn: str
+    status: int
+    protocol: str | None
+    headers: tuple[tuple[str, str], ...]
+    compress: bool
+
+
+# --- connections: every state change in one table -------------------------------------
+
+
+class State(enum.Enum):
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    OPEN = "open"
+    CLOSE_SENT = "close sent"
+    CLOSE_RECEIVED = "close received"
+    CLOSED = "closed"
+    REFUSED = "refused"
+    DROPPED = "dropped"
+
+
+S = State
+TRANSITIONS: dict[tuple[State, str], State] = {
+    (S.IDLE, "connect"): S.CONNECTING,
+    (S.CONNECTING, "open"): S.OPEN,
+    (S.CONNECTING, "refuse"): S.REFUSED,
+    (S.IDLE, "open"): S.OPEN,  # the mock server accepts a client
+    (S.IDLE, "refuse"): S.REFUSED,
+    (S.OPEN, "send close"): S.CLOSE_SENT,
+    (S.OPEN, "receive close"): S.CLOSE_RECEIVED,
+    (S.CLOSE_SENT, "receive close"): S.CLOSED,
+    (S.CLOSE_RECEIVED, "send close"): S.CLOSED,
+    **{(s, "drop"): S.DROPPED for s in (S.CONNECTING, S.OPEN, S.CLOSE_SENT, S.CLOSE_RECEIVED)},
+    **{(s, "send drop"): S.DROPPED for s in (S.OPEN, S.CLOSE_SENT, S.CLOSE_RECEIVED)},
+}
+CAN_SEND = {S.OPEN, S.CLOSE_RECEIVED}
+ENDED = {S.CLOSED, S.REFUSED, S.DROPPED}
+
+
+@dataclass(slots=True)
+class Conn:
+    """One connection of the run: its ``conn`` line, state and inbox."""
+
+    connect: m.Connect
+    state: State = S.IDLE
+    inbox: deque = field(default_factory=deque)
+    handshake: Handshake | None = None
+    index: int = -1
+    close_sent: bool = False
+
+    def fire(self, event: str) -> None:
+        self.state = TRANSITIONS.get((self.state, event), self.state)
+
+
+class _Fail(Exception):
+    def __init__(self, failure: Failure):
+        self.failure = failure
+
+
+# --- the engine -----------------------------------------------------------------------
+
+
+class Engine:
+    """One run of ``scenario`` playing ``side``.
+
+    ``variables`` (from ``--var``) win over ``env`` (a mapping standing for the process
+    environment; only names the file declares with ``env`` are read) and over the file.
+    ``read_file(path) -> bytes`` serves ``file`` payloads (confined by the caller).
+    ``fail_close`` is the close code sent on every open connection when the run fails.
+    Raises :class:`ScenarioError` when the scenario cannot be played from this side.
+    """
+
+    def __init__(self, scenario: m.Scenario, side: m.Side, *, timing: Timing = FAST,
+                 variables: Mapping[str, Any] | None = None,
+                 env: Mapping[str, str] | None = None,
+                 read_file: Callable[[str], bytes] | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, fail_close: int = 1000):
+        self.program: list[Flat] = flatten(scenario.steps)
+        self.side, self.timing = side, timing
+        self.overrides = dict(variables or {})
+        self.vars: dict[str, Any] = dict(self.overrides)
+        self.env = env or {}
+        self.read_file = read_file
+        self.timeout, self.fail_close = timeout, fail_close
+        self.leftover = m.Leftover.FAIL.value
+        self.conns: dict[str, Conn] = {}
+        self.result = Result(scenario.path, side)
+        self.done = False
+        self.wake_at: float | None = None
+        self.t0: float | None = None
+        self.pc = 0
+        self._entered: float | None = None
+        self._cur: dict[str, Any] = {}
+        self._out: list[Action] = []
+        _check_lines(self.program, side)
+
+    # -- feeding -------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Start the run's clock (``@T`` offsets count from here); poll() does it too."""
+        if self.t0 is None:
+            self.t0 = now
+            self.result.duration = now  # turned into a duration when the run ends
+
+    def opened(self, conn: str, handshake: Handshake, now: float) -> None:
+        """The handshake of an :class:`Open` ended (``status`` 101: open)."""
+        c = self.conns[conn]
+        c.handshake = handshake
+        c.fire("open" if handshake.status == 101 else "refuse")
+
+    def receive(self, conn: str, msg: Message, now: float) -> None:
+        """A message arrived on ``conn`` (a close frame and a drop too). Rules take theirs
+        (answers go out with the next poll); the rest joins the inbox."""
+        c = self.conns.get(conn)
+        if c is None or self.done:
+            return
+        if msg.kind is Kind.CLOSE:
+            c.fire("receive close")
+        elif msg.kind is Kind.DROP:
+            if c.state in ENDED:
+                return  # the TCP end after a finished closing handshake is no news
+            c.fire("drop")
+        elif self._apply_rules(c, msg):
+            return
+        c.inbox.append(msg)
+
+    def send_failed(self, conn: str, error: str, now: float) -> None:
+        """The shell could not send on ``conn``; the run fails."""
+        self._finish_failed(Failure("send", f"could not send on {conn}: {error}", conn=conn),
+                            now)
+
+    def abort(self, reason: str, now: float) -> None:
+        """Give up the run (the shell is stopping); it fails with ``reason``."""
+        if not self.done:
+            step = self.program[self.pc] if self.pc < len(self.program) else None
+            self._finish_failed(Failure("missing", reason, step=step), now)
+
+    # -- the mock server's side of connecting ---------------------------------------------
+
+    def pending_connects(self) -> list[tuple[int, m.Connect]]:
+        """``conn`` lines still waiting for a client, with their place in the run, in file
+        order (the mock server routes clients to them)."""
+        if self.done:
+            return []
+        seen, out = set(), []
+        for index in range(self.pc, len(self.program)):
+            step = self.program[index]
+            if not isinstance(step, m.Connect) or step.name in seen:
+                continue
+            seen.add(step.name)
+            c = self.conns.get(step.name)
+            if c is None or (c.index != index and c.state in ENDED):
+                out.append((index, step))
+        return out
+
+    def match_request(self, req: Request) -> tuple[int | None, MatchResult | None]:
+        """The place of the first pending ``conn`` line ``req`` matches, else (None, the
+        closest miss, if any)."""
+        best: MatchResult | None = None
+        for index, connect in self.pending_connects():
+            try:
+                hit = match_request(connect, req, self.vars)
+            except TemplateError as exc:
+                hit = MatchResult(False, {}, "$", f"{connect.pos}: {exc.message}", 0.0)
+            if hit.ok:
+                return index, hit
+            if best is None or hit.score > best.score:
+                best = hit
+        return None, best
+
+    def accept(self, index: int, req: Request, match: MatchResult, now: float) -> Answer:
+        """A client matching the ``conn`` line at ``index`` arrived (both from
+        :meth:`match_request`): its inbox opens now; the shell answers the handshake with
+        the returned :class:`Answer`."""
+        connect = self.program[index]
+        if self.t0 is None:
+            self.start(now - _at(connect, self.timing))
+        self.vars.update(match.captures)
+        c = Conn(connect, index=index)
+        self.conns[connect.name] = c
+        status = connect.expect_status or 101
+        c.fire("open" if status == 101 else "refuse")
+        protocol = connect.expect_protocol
+        if protocol is None:
+            protocol = next((p for p in connect.protocols if p in req.protocols), None)
+        headers = []
+        for name, template in connect.expect_headers:
+            try:
+                headers.append((name, render_text(template, self.vars)))
+            except TemplateError:
+                continue  # a marker says what to accept, not what to answer
+        compress = connect.expect_compress if connect.expect_compress is not None \
+            else connect.compress
+        return Answer(connect.name, status, protocol or None, tuple(headers),
+                      bool(compress and req.compress))
+
+    # -- running -------------------------------------------------------------------------
+
+    def poll(self, now: float) -> list[Action]:
+        """Advance as far as ``now`` allows; return the actions to perform, in order."""
+        self.start(now)
+        while not self.done and self.pc < len(self.program):
+            if self._entered is None:
+                self._entered = now
+            try:
+                step = self.program[self.pc]
+                wait = self._run(step, now)
+            except _Fail as fail:
+                self._finish_failed(fail.failure, now)
+                break
+            except (TemplateError, ScenarioError, OSError) as exc:
+                self._finish_failed(_scenario_failure(self.program[self.pc], exc), now)
+                break
+            if wait is not None:
+                self.wake_at = wait
+                break
+            self.pc += 1
+            self._entered, self._cur = None, {}
+        if not self.done and self.pc >= len(self.program):
+            self._finish(now)
+        out, self._out = self._out, []
+        return out
+
+    def _run(self, step: Flat, now: float) -> float | None:
+        """Do ``step``; None when it is done, else the time to look again."""
+        if isinstance(step, m.Event):
+            if step.side is self.side:
+                return self._send(step, now)
+            if isinstance(step.payload, m.Silence):
+                return self._silence(step, now)
+            return self._expect(step, now)
+        if isinstance(step, m.Connect):
+            return self._open(step, now) if self.side is m.Side.CLIENT else \
+                self._await_client(step, now)
+        if isinstance(step, m.Unordered):
+            return self._group(step, now)
+        self._declare(step)
+        return None
+
+    def _deadline(self, within: int | None) -> float:
+        allowed = within * US if within is not None else self.timeout
+        return self._entered + allowed
+
+    def _due(self, at: int | None) -> float | None:
+        if not self.timing.recorded or at is None:
+            return None
+        return self.t0 + at * US * self.timing.scale
+
+    # -- declarations ----------------------------------------------------------------------
+
+    def _declare(self, step: m.Var | m.Env | m.Setting) -> None:
+        if isinstance(step, m.Setting):
+            if step.name == "timeout":
+                self.timeout = parse_duration(step.value) * US
+            elif step.name == "leftover":
+                self.leftover = step.value
+            return
+        if step.name in self.overrides:
+            return  # the command line wins
+        if isinstance(step, m.Var):
+            value = step.value if step.value is not None else json.loads(step.source)
+            self.vars[step.name] = render_json_value(value, self.vars)
+        elif step.name in self.env:
+            self.vars[step.name] = self.env[step.name]
+        elif step.default_source is not None:
+            self.vars[step.name] = json.loads(step.default_source)
+        else:
+            raise ScenarioError(f"environment variable {step.name} is not set (set it, or "
+                                f"pass --var {step.name}=VALUE)", step.pos)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def _send(self, event: m.Event, now: float) -> float | None:
+        payload = event.payload
+        if isinstance(payload, m.Silence):  # our side keeps quiet: a pause, when pacing
+            if not self.timing.recorded:
+                return None
+            until = self._entered + payload.duration * US * self.timing.scale
+            return until if now < until else None
+        due = self._due(event.at)
+        if due is not None and now < due:
+            return due
+        c = self.conns[event.conn]
+        if c.state not in CAN_SEND:
+            raise _Fail(Failure("scenario", f"cannot send on {event.conn}: the connection is "
+                                f"{c.state.value}", step=event, conn=event.conn))
+        msg = self._build(payload)
+        if msg.kind is Kind.CLOSE:
+            c.fire("send close")
+            c.close_sent = True
+        elif msg.kind is Kind.DROP:
+            c.fire("send drop")
+        self._out.append(Send(event.conn, msg, event))
+        self.result.sent += 1
+        return None
+
+    def _build(self, payload: m.Payload, variables: Mapping[str, Any] | None = None) -> Message:
+        scope = self.vars if variables is None else variables
+        if isinstance(payload, m.Text):
+            return Message.of_text(render_text(payload.text, scope))
+        if isinstance(payload, m.Json):
+            return Message.of_text(render_json_source(payload.source, scope))
+        if isinstance(payload, m.Binary):
+            return Message.of_binary(payload.data)
+        if isinstance(payload, m.File):
+            if self.read_file is None:
+                raise OSError(f"cannot read {payload.path}: no file reader")
+            return Message.of_binary(self.read_file(payload.path))
+        if isinstance(payload, m.Ping):
+            return Message.ping(payload.data)
+        if isinstance(payload, m.Pong):
+            return Message.pong(payload.data)
+        if isinstance(payload, m.Close):
+            return Message.close(payload.code, payload.reason or "")
+        if isinstance(payload, m.Drop):
+            return Message.drop()
+        raise ScenarioError(f"a {type(payload).__name__.lower()} line cannot be sent",
+                            m.NOWHERE)
+
+    # -- connecting ------------------------------------------------------------------------
+
+    def _open(self, connect: m.Connect, now: float) -> float | None:
+        c = self.conns.get(connect.name)
+        if not self._cur.get("asked"):
+            due = self._due(connect.at)
+            if due is not None and now < due:
+                return due
+            if c is not None and c.state not in ENDED | {S.IDLE}:
+                self._out.append(Close(connect.name, 1000))  # reused name: end the old one
+            c = self.conns[connect.name] = Conn(connect, index=self.pc)
+            c.fire("connect")
+            self._out.append(Open(connect.name, *self._handshake_request(connect)))
+            self._cur["asked"] = True
+        if c.handshake is None:
+            deadline = self._deadline(None)
+            if now < deadline:
+                return deadline
+            raise _Fail(Failure("handshake", f"{connect.name}: no handshake answer within "
+                                f"{self.timeout:g}s", step=connect, conn=connect.name,
+                                waited=now - self._entered, allowed=self.timeout))
+        hit = match_handshake(connect, c.handshake, self.vars)
+        if not hit.ok:
+            raise _Fail(Failure("handshake", f"{connect.name}: {hit.reason}", step=connect,
+                                conn=connect.name, path=hit.path, reason=hit.reason))
+        self.vars.update(hit.captures)
+        self.result.matched += 1
+        return None
+
+    def _handshake_request(self, connect: m.Connect):
+        url = render_text(connect.url, self.vars)
+        if connect.query:
+            import urllib.parse
+
+            query = urllib.parse.urlencode([(k, render_text(v, self.vars))
+                                            for k, v in connect.query])
+            url += ("&" if "?" in url else "?") + query
+        headers = tuple((k, render_text(v, self.vars)) for k, v in connect.headers)
+        return url, headers, connect.protocols, connect.compress
+
+    def _await_client(self, connect: m.Connect, now: float) -> float | None:
+        c = self.conns.get(connect.name)
+        if c is None or c.index != self.pc:
+            deadline = self._deadline(None)
+            if now < deadline:
+                return deadline
+            raise _Fail(Failure("connect", f"no client connected as {connect.name} within "
+                                f"{self.timeout:g}s", step=connect, conn=connect.name,
+                                waited=now - self._entered, allowed=self.timeout))
+        self.result.matched += 1
+        return None
+
+    # -- expecting -------------------------------------------------------------------------
+
+    def _match(self, payload: m.Payload, msg: Message) -> MatchResult:
+        return match_message(payload, msg, self.vars, self.read_file)
+
+    def _expect(self, event: m.Event, now: float) -> float | None:
+        c = self.conns[event.conn]
+        if c.inbox:
+            msg = c.inbox[0]
+            hit = self._match(event.payload, msg)
+            if hit.ok:
+                c.inbox.popleft()
+                self.vars.update(hit.captures)
+                self.result.matched += 1
+                return None
+            raise _Fail(mismatch_failure(self, event, c, hit, now))
+        if c.state in ENDED:
+            raise _Fail(closed_failure(self, event, c, now))
+        deadline = self._deadline(event.within)
+        if now < deadline:
+            return deadline
+        raise _Fail(missing_failure(self, event, c, now, deadline - self._entered))
+
+    def _silence(self, event: m.Event, now: float) -> float | None:
+        c = self.conns[event.conn]
+        until = self._entered + event.payload.duration * US
+        if c.inbox:
+            msg = c.inbox[0]
+            raise _Fail(Failure(
+                "silence", f"{event.conn} expected silence, got {msg.short()}", step=event,
+                conn=event.conn, received=msg, inbox=tuple(c.inbox)[1:],
+                waited=now - self._entered, allowed=until - self._entered))
+        return until if now < until else None
+
+    def _group(self, group: m.Unordered, now: float) -> float | None:
+        cur = self._cur
+        if "pending" not in cur:
+            lines = group.steps
+            cur["pending"] = [e for e in lines if e.side is not self.side]
+            cur["sends"] = [e for e in lines if e.side is self.side]
+        wake = None
+        while cur["sends"]:
+            wake = self._send(cur["sends"][0], now)
+            if wake is not None:
+                break
+            cur["sends"].pop(0)
+        pending = cur["pending"]
+        for name in dict.fromkeys(e.conn for e in pending):
+            self._group_take(self.conns[name], pending, group, now)
+        if not pending and not cur["sends"]:
+            return None
+        deadline = self._deadline(group.within)
+        if pending and now >= deadline:
+            raise _Fail(missing_failure(self, group, None, now, deadline - self._entered,
+                                        missing=tuple(pending)))
+        return deadline if wake is None else min(wake, deadline)
+
+    def _group_take(self, c: Conn, pending: list[m.Event], group: m.Unordered,
+                    now: float) -> None:
+        while c.inbox:
+            msg, best = c.inbox[0], None
+            lines = [e for e in pending if e.conn == c.connect.name]
+            if not lines:
+                return
+            for line in lines:
+                hit = self._match(line.payload, msg)
+                if hit.ok:
+                    pending.remove(line)
+                    c.inbox.popleft()
+                    self.vars.update(hit.captures)
+                    self.result.matched += 1
+                    break
+                if best is None or hit.score > best[1].score:
+                    best = (line, hit)
+            else:
+                raise _Fail(mismatch_failure(self, best[0], c, best[1], now, group=group))
+
+    # -- rules -----------------------------------------------------------------------------
+
+    def _apply_rules(self, c: Conn, msg: Message) -> bool:
+        """Whether a rule of ``c`` takes ``msg`` (answering it when the rule says so)."""
+        for rule in c.connect.rules:
+            theirs = rule.side is not self.side
+            pattern = rule.match if theirs else rule.reply
+            if pattern is None or (not theirs and rule.reply is None):
+                continue
+            try:
+                hit = self._match(pattern, msg)
+            except (TemplateError, OSError):
+                continue  # e.g. a variable not captured yet: the rule does not apply
+            if not hit.ok:
+                continue
+            if theirs and rule.reply is not None and c.state in CAN_SEND:
+                reply = self._build(rule.reply, {**self.vars, **hit.captures})
+                self._out.append(Send(c.connect.name, reply))
+            elif theirs and msg.kind is Kind.PING and c.state in CAN_SEND:
+                # an ignored ping is still answered: the protocol requires the pong
+                self._out.append(Send(c.connect.name, Message.pong(msg.data)))
+            return True
+        return False
+
+    # -- ending ----------------------------------------------------------------------------
+
+    def _finish(self, now: float) -> None:
+        for name, c in self.conns.items():
+            policy = c.connect.leftover or self.leftover
+            for msg in c.inbox:
+                if c.close_sent and msg.kind in (Kind.CLOSE, Kind.DROP):
+                    continue  # the answer to our close frame is not a leftover
+                failure = leftover_failure(self, c, msg)
+                (self.result.warnings if policy == m.Leftover.WARN.value
+                 else self.result.failures).append(failure)
+        self._end(now, 1000 if self.result.passed else self.fail_close)
+
+    def _finish_failed(self, failure: Failure, now: float) -> None:
+        self.result.failures.append(failure)
+        self._end(now, self.fail_close, _short_reason(failure))
+
+    def _end(self, now: float, code: int, reason: str = "") -> None:
+        self.done = True
+        self.wake_at = None
+        if self.t0 is not None:
+            self.result.duration = now - self.result.duration
+        for name, c in self.conns.items():
+            if c.state in (S.OPEN, S.CLOSE_RECEIVED, S.CONNECTING):
+                self._out.append(Close(name, code, reason))
+            elif c.state is S.CLOSE_SENT:
+                self._out.append(Close(name, None))
+
+
+def _at(connect: m.Connect, timing: Timing) -> float:
+    return (connect.at or 0) * US * timing.scale if timing.recorded else 0.0
+
+
+def _short_reason(failure: Failure) -> str:
+    """A close reason fits in 123 bytes: say where the run broke."""
+    pos = failure.pos
+    where = f"line {pos.line}: " if pos and pos.line else ""
+    text = f"wsreplay: {where}{failure.kind}"
+    return text.encode("utf-8")[:123].decode("utf-8", "ignore")
+
+
+def _scenario_failure(step: Flat, exc: Exception) -> Failure:
+    message = getattr(exc, "message", None) or str(exc)
+    target = getattr(exc, "pos", None)
+    if target is not None and target.line:  # the error knows its own line
+        step = m.Comment(message, pos=target)
+    return Failure("scenario", message, step=step)
+
+
+def _check_lines(program: list[Flat], side: m.Side) -> None:
+    """Refuse, before the run, lines that can never work from this side."""
+    for step in program:
+        for event in events_of(step):
+            try:
+                _check_event(event, side)
+            except TemplateError as exc:
+                raise ScenarioError(exc.message, event.pos) from None
+
+
+def _check_event(event: m.Event, side: m.Side) -> None:
+    payload, sending = event.payload, event.side is side
+    if isinstance(payload, m.Regex) and sending:
+        raise TemplateError("a regex line only matches; it cannot be sent (write the text)")
+    if isinstance(payload, m.Text):
+        for ph in placeholders(payload.text):
+            if sending and ph.marker is not None:
+                raise TemplateError(f"a marker ({ph.marker}) cannot be sent: markers only "
+                                    "match", ph.start)
+    elif isinstance(payload, m.Json):
+        value = payload.value if payload.value is not None else json.loads(payload.source)
+        for _path, text in json_strings(value):
+            js = classify_json_string(text)
+            if sending and (js.kind == "marker" or (js.placeholder and js.placeholder.marker)):
+                raise TemplateError(f"a marker ({js.marker or js.placeholder.marker}) cannot "
+                                    "be sent: markers only match")
+            if js.kind == "template":
+                placeholders(js.text)

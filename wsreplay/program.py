@@ -1,0 +1,113 @@
+"""A scenario flattened into the list of steps a run walks, plus timing options.
+
+:func:`flatten` expands ``repeat`` blocks, drops comments and blanks, keeps ``unordered``
+blocks (with their bodies flattened) and checks what the engine needs before a run starts:
+every message line names a connection opened before it, and a block holds only message
+lines. Includes must already be expanded (``wsreplay.loader.load``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from . import model as m
+from .errors import ScenarioError
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m)\Z")
+_UNIT_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000}
+
+
+def parse_duration(text: str) -> int:
+    """``"250ms"`` -> 250000 (microseconds); raises ``ValueError``."""
+    hit = _DURATION.match(text.strip())
+    if hit is None:
+        raise ValueError(f"bad duration {text!r} (write 250ms, 2s, 1.5s, 1m or 100us)")
+    return round(float(hit.group(1)) * _UNIT_US[hit.group(2)])
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """How sends are paced: ``recorded`` times each ``@T`` (scaled by ``scale``), ``fast``
+    sends as soon as causality allows."""
+
+    recorded: bool = False
+    scale: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str) -> "Timing":
+        """``recorded``, ``fast`` or a positive scale factor (``0.5`` halves every gap)."""
+        if text == "recorded":
+            return cls(True, 1.0)
+        if text == "fast":
+            return cls(False, 1.0)
+        try:
+            scale = float(text)
+        except ValueError:
+            raise ValueError(f"bad timing {text!r}: use recorded, fast or a number") from None
+        if not scale > 0:
+            raise ValueError(f"bad timing {text!r}: a scale factor is positive")
+        return cls(True, scale)
+
+    def __str__(self) -> str:
+        if not self.recorded:
+            return "fast"
+        return "recorded" if self.scale == 1.0 else f"{self.scale:g}"
+
+
+FAST = Timing()
+RECORDED = Timing(True)
+
+Flat = m.Event | m.Connect | m.Var | m.Env | m.Setting | m.Unordered
+
+
+def flatten(steps: tuple[m.Step, ...]) -> list[Flat]:
+    """The steps a run walks, in order; raises :class:`ScenarioError` for what cannot run."""
+    out: list[Flat] = []
+    _flatten_into(steps, out)
+    _check_connections(out)
+    return out
+
+
+def _flatten_into(steps, out: list, in_block: bool = False) -> None:
+    for step in steps:
+        if isinstance(step, (m.Comment, m.Blank)):
+            continue
+        if isinstance(step, m.Include):
+            raise ScenarioError(f"include {step.path} is not expanded: load scenarios with "
+                                "wsreplay.loader.load()", step.pos)
+        if isinstance(step, m.Repeat):
+            for _ in range(step.count):
+                _flatten_into(step.steps, out, in_block)
+        elif isinstance(step, m.Unordered):
+            if in_block:
+                raise ScenarioError("an unordered block cannot hold another one", step.pos)
+            body: list = []
+            _flatten_into(step.steps, body, True)
+            out.append(m.Unordered(tuple(body), step.within, pos=step.pos))
+        elif in_block and not isinstance(step, m.Event):
+            raise ScenarioError("an unordered block holds only message lines", step.pos)
+        elif in_block and isinstance(step.payload, m.Silence):
+            raise ScenarioError("silence cannot be in an unordered block", step.pos)
+        else:
+            out.append(step)
+
+
+def _check_connections(program: list[Flat]) -> None:
+    opened: set[str] = set()
+    for step in program:
+        if isinstance(step, m.Connect):
+            opened.add(step.name)
+        for event in events_of(step):
+            if event.conn not in opened:
+                raise ScenarioError(f"connection {event.conn!r} is used before its conn line",
+                                    event.pos)
+
+
+def events_of(step: Flat) -> tuple[m.Event, ...]:
+    """The message lines of a step: itself, or a block's body."""
+    if isinstance(step, m.Event):
+        return (step,)
+    if isinstance(step, m.Unordered):
+        return tuple(s for s in step.steps if isinstance(s, m.Event))
+    return ()
