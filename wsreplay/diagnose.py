@@ -11,6 +11,7 @@ from .matchers import MatchResult, match_message
 from .messages import Message
 from .outcome import Failure
 from .program import events_of
+from .errors import ScenarioError
 from .template import TemplateError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -19,12 +20,12 @@ if TYPE_CHECKING:  # pragma: no cover
 LOOKAHEAD = 500  # later lines searched for a reordered reply
 
 
-def _matches(engine: "Engine", payload: m.Payload, msg: Message) -> bool:
-    if isinstance(payload, m.Silence):
+def _matches(engine: "Engine", event: m.Event, msg: Message) -> bool:
+    if isinstance(event.payload, m.Silence):
         return False
     try:
-        return match_message(payload, msg, engine.vars, engine.read_file).ok
-    except (TemplateError, OSError):
+        return match_message(event.payload, msg, engine.vars, engine.reader(event.pos)).ok
+    except (TemplateError, ScenarioError, OSError):
         return False
 
 
@@ -33,7 +34,7 @@ def later_line(engine: "Engine", conn: str, msg: Message) -> m.Event | None:
     for step in engine.program[engine.pc + 1 : engine.pc + 1 + LOOKAHEAD]:
         for event in events_of(step):
             if event.side is not engine.side and event.conn == conn \
-                    and _matches(engine, event.payload, msg):
+                    and _matches(engine, event, msg):
                 return event
     return None
 
@@ -49,7 +50,7 @@ def mismatch_failure(engine: "Engine", event: m.Event, c: "Conn", hit: MatchResu
     name = c.connect.name
     later = later_line(engine, name, msg)
     arrives = next((i for i, other in enumerate(rest, 2)
-                    if _matches(engine, event.payload, other)), None)
+                    if _matches(engine, event, other)), None)
     if later is not None:
         kind = "reordered"
         summary = (f"{name}: the message line {later.pos.line} expects came first; the "
@@ -88,7 +89,7 @@ def missing_failure(engine: "Engine", step: m.Event | m.Unordered, c: "Conn | No
     lines = missing or events_of(step)
     elsewhere = None
     for name, other in engine.conns.items():
-        if any(_matches(engine, e.payload, msg) for e in lines for msg in other.inbox
+        if any(_matches(engine, e, msg) for e in lines for msg in other.inbox
                if e.conn != name):
             elsewhere = name
             break

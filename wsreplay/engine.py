@@ -155,7 +155,8 @@ class Engine:
 
     ``variables`` (from ``--var``) win over ``env`` (a mapping standing for the process
     environment; only names the file declares with ``env`` are read) and over the file.
-    ``read_file(path) -> bytes`` serves ``file`` payloads (confined by the caller).
+    ``read_file(path, pos) -> bytes`` serves ``file`` payloads (``pos`` is the line naming
+    the file; ``wsreplay.loader.file_reader`` confines them to the scenario's folder).
     ``fail_close`` is the close code sent on every open connection when the run fails.
     Raises :class:`ScenarioError` when the scenario cannot be played from this side.
     """
@@ -163,7 +164,7 @@ class Engine:
     def __init__(self, scenario: m.Scenario, side: m.Side, *, timing: Timing = FAST,
                  variables: Mapping[str, Any] | None = None,
                  env: Mapping[str, str] | None = None,
-                 read_file: Callable[[str], bytes] | None = None,
+                 read_file: Callable[[str, m.Pos], bytes] | None = None,
                  timeout: float = DEFAULT_TIMEOUT, fail_close: int = 1000):
         self.program: list[Flat] = flatten(scenario.steps)
         self.side, self.timing = side, timing
@@ -288,7 +289,8 @@ class Engine:
 
     def poll(self, now: float) -> list[Action]:
         """Advance as far as ``now`` allows; return the actions to perform, in order."""
-        self.start(now)
+        if self.side is m.Side.CLIENT:
+            self.start(now)  # the mock server's clock starts with its first client
         while not self.done and self.pc < len(self.program):
             if self._entered is None:
                 self._entered = now
@@ -332,7 +334,7 @@ class Engine:
         return self._entered + allowed
 
     def _due(self, at: int | None) -> float | None:
-        if not self.timing.recorded or at is None:
+        if not self.timing.recorded or at is None or self.t0 is None:
             return None
         return self.t0 + at * US * self.timing.scale
 
@@ -374,7 +376,7 @@ class Engine:
         if c.state not in CAN_SEND:
             raise _Fail(Failure("scenario", f"cannot send on {event.conn}: the connection is "
                                 f"{c.state.value}", step=event, conn=event.conn))
-        msg = self._build(payload)
+        msg = self._build(payload, event.pos)
         if msg.kind is Kind.CLOSE:
             c.fire("send close")
             c.close_sent = True
@@ -384,7 +386,8 @@ class Engine:
         self.result.sent += 1
         return None
 
-    def _build(self, payload: m.Payload, variables: Mapping[str, Any] | None = None) -> Message:
+    def _build(self, payload: m.Payload, pos: m.Pos,
+               variables: Mapping[str, Any] | None = None) -> Message:
         scope = self.vars if variables is None else variables
         if isinstance(payload, m.Text):
             return Message.of_text(render_text(payload.text, scope))
@@ -395,7 +398,7 @@ class Engine:
         if isinstance(payload, m.File):
             if self.read_file is None:
                 raise OSError(f"cannot read {payload.path}: no file reader")
-            return Message.of_binary(self.read_file(payload.path))
+            return Message.of_binary(self.read_file(payload.path, pos))
         if isinstance(payload, m.Ping):
             return Message.ping(payload.data)
         if isinstance(payload, m.Pong):
@@ -461,14 +464,20 @@ class Engine:
 
     # -- expecting -------------------------------------------------------------------------
 
-    def _match(self, payload: m.Payload, msg: Message) -> MatchResult:
-        return match_message(payload, msg, self.vars, self.read_file)
+    def reader(self, pos: m.Pos) -> Callable[[str], bytes] | None:
+        """The file reader for the line at ``pos`` (None when the engine has none)."""
+        if self.read_file is None:
+            return None
+        return lambda path: self.read_file(path, pos)
+
+    def _match(self, payload: m.Payload, msg: Message, pos: m.Pos = m.NOWHERE) -> MatchResult:
+        return match_message(payload, msg, self.vars, self.reader(pos))
 
     def _expect(self, event: m.Event, now: float) -> float | None:
         c = self.conns[event.conn]
         if c.inbox:
             msg = c.inbox[0]
-            hit = self._match(event.payload, msg)
+            hit = self._match(event.payload, msg, event.pos)
             if hit.ok:
                 c.inbox.popleft()
                 self.vars.update(hit.captures)
@@ -524,7 +533,7 @@ class Engine:
             if not lines:
                 return
             for line in lines:
-                hit = self._match(line.payload, msg)
+                hit = self._match(line.payload, msg, line.pos)
                 if hit.ok:
                     pending.remove(line)
                     c.inbox.popleft()
@@ -546,13 +555,21 @@ class Engine:
             if pattern is None or (not theirs and rule.reply is None):
                 continue
             try:
-                hit = self._match(pattern, msg)
-            except (TemplateError, OSError):
+                if isinstance(pattern, (m.Ping, m.Pong)) and not pattern.data:
+                    # in a rule, a bare ping (pong) stands for any: heartbeats carry stamps
+                    kind = Kind.PING if isinstance(pattern, m.Ping) else Kind.PONG
+                    hit = MatchResult(msg.kind is kind)
+                else:
+                    hit = self._match(pattern, msg, rule.pos)
+            except (TemplateError, ScenarioError, OSError):
                 continue  # e.g. a variable not captured yet: the rule does not apply
             if not hit.ok:
                 continue
             if theirs and rule.reply is not None and c.state in CAN_SEND:
-                reply = self._build(rule.reply, {**self.vars, **hit.captures})
+                try:
+                    reply = self._build(rule.reply, rule.pos, {**self.vars, **hit.captures})
+                except (TemplateError, ScenarioError, OSError):
+                    return False  # cannot answer: leave the message to the lines
                 self._out.append(Send(c.connect.name, reply))
             elif theirs and msg.kind is Kind.PING and c.state in CAN_SEND:
                 # an ignored ping is still answered: the protocol requires the pong

@@ -14,7 +14,11 @@ A failed expectation is not an exception: the engine reports it as a result.
 
 from __future__ import annotations
 
+import re
+
 from .model import Pos
+
+_INVISIBLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 
 
 class WsreplayError(Exception):
@@ -37,7 +41,8 @@ class ScenarioError(WsreplayError):
         where = str(self.pos) if self.pos.line else self.pos.path
         out = [f"{where}: {self.message}"]
         if self.source_line is not None:
-            line = self.source_line.rstrip("\r\n")
+            # One visible character for each invisible one, so the caret still lines up.
+            line = _INVISIBLE.sub("\ufffd", self.source_line.rstrip("\r\n"))
             # Keep tabs so the caret lines up under them in a terminal.
             pad = "".join("\t" if ch == "\t" else " " for ch in line[: max(self.pos.col - 1, 0)])
             out.append(f"  {line}")

@@ -74,6 +74,8 @@ def explain(exc: UnexpectedInput, line: str, col: int) -> tuple[str, str | None]
                 hint_for(word, LINE_STARTS + HANDSHAKE) or
                 "a line starts with a keyword (conn, var, env, set, include, unordered, repeat)"
                 " or a connection name followed by > or <")
+    if isinstance(exc, UnexpectedToken) and exc.token.type == "NL":
+        return f"the line ends too early; expected {_expected(expected)}", None
     if isinstance(exc, UnexpectedCharacters):
         if at_line_start:
             return (f"unexpected {rest[:1]!r} at the start of a line",

@@ -388,17 +388,30 @@ def match_handshake(connect: m.Connect, hs: Handshake,
 
 def split_url(url: str) -> tuple[str, list[tuple[str, str]]]:
     """A URL template's path and query pairs (decoded), placeholders kept as written."""
-    rest = url.split("://", 1)[-1]
-    slash = rest.find("/")
-    q = rest.find("?")
-    if slash < 0 or (0 <= q < slash):
+    from .template import parts
+
+    held: list[str] = []
+
+    def hold(part) -> str:  # keep placeholders out of the URL syntax (#, ?, & in markers)
+        if isinstance(part, str):
+            return part
+        held.append(url[part.start:part.end])
+        return f"\x00{len(held) - 1}\x00"
+
+    masked = "".join(hold(p) for p in parts(url))
+    rest = masked.split("://", 1)[-1]
+    slash, q = rest.find("/"), rest.find("?")
+    if slash < 0 or 0 <= q < slash:
         path_q = "/" + (rest[q:] if q >= 0 else "")
     else:
         path_q = rest[slash:]
-    path, _, query = path_q.partition("?")
-    path = path.split("#", 1)[0] or "/"
-    pairs = urllib.parse.parse_qsl(query.split("#", 1)[0], keep_blank_values=True)
-    return urllib.parse.unquote(path), pairs
+    path, _, query = path_q.split("#", 1)[0].partition("?")
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+
+    def back(text: str) -> str:
+        return re.sub("\x00(\\d+)\x00", lambda h: held[int(h.group(1))], text)
+
+    return back(urllib.parse.unquote(path or "/")), [(back(k), back(v)) for k, v in pairs]
 
 
 def match_request(connect: m.Connect, req: Request,
