@@ -1,0 +1,151 @@
+"""What the parser builds from each construct, and where its errors point."""
+
+from __future__ import annotations
+
+import pytest
+
+from wsreplay import model as m
+from wsreplay.errors import FormatVersionError, ScenarioSyntaxError
+from wsreplay.parser import parse, parse_duration, parse_time
+
+
+def one(line: str):
+    return parse(f"wsreplay 1\n{line}\n").steps[0]
+
+
+def test_an_event_line_carries_time_connection_direction_and_position():
+    e = parse("wsreplay 1\n\n@1.250 alice > text hello world\n", "x.wsr").steps[1]
+    assert e == m.Event("alice", m.Side.CLIENT, m.Text("hello world"), at=1_250_000)
+    assert (e.pos.path, e.pos.line, e.pos.col) == ("x.wsr", 3, 1)
+
+
+@pytest.mark.parametrize("line, payload", [
+    ("c < text", m.Text("")),
+    ("c < text   spaced  out ", m.Text("spaced  out ")),
+    ('c < text "a\\tb\\n"', m.Text("a\tb\n")),
+    ("c < text # not a comment", m.Text("# not a comment")),
+    ("c < json {\"b\": 1,  \"a\": [true]}", m.Json('{"b": 1,  "a": [true]}')),
+    ("c < json subset ignore $.ts,$.x[*].id {}", m.Json("{}", subset=True, ignore=("$.ts", "$.x[*].id"))),
+    ("c < regex ^a+$", m.Regex("^a+$")),
+    ("c < hex 00 ff 10", m.Binary(b"\x00\xff\x10")),
+    ("c < b64 AP8Q", m.Binary(b"\x00\xff\x10", m.BinaryNotation.B64)),
+    ("c < file frames/a.bin", m.File("frames/a.bin")),
+    ("c > ping", m.Ping(b"")),
+    ("c > ping hi there", m.Ping(b"hi there")),
+    ("c > ping hex 00ff", m.Ping(b"\x00\xff")),
+    ("c > pong b64 AP8=", m.Pong(b"\x00\xff")),
+    ("c > close", m.Close()),
+    ("c > close 4000", m.Close(4000)),
+    ("c > close 1001 going away now", m.Close(1001, "going away now")),
+    ('c > close 1000 ""', m.Close(1000, "")),
+    ("c < drop", m.Drop()),
+    ("c < silence 1.5s", m.Silence(1_500_000)),
+])
+def test_payload_kinds(line, payload):
+    assert one(line).payload == payload
+
+
+def test_json_value_is_parsed_by_orjson_and_the_source_kept_exactly():
+    p = one('c < json {"b": 1,  "a": [true, 1.5e3]}').payload
+    assert p.value == {"b": 1, "a": [True, 1500.0]}
+    assert p.source == '{"b": 1,  "a": [true, 1.5e3]}'
+
+
+def test_fenced_blocks_and_longer_fences():
+    text = "wsreplay 1\nc > text ````\nfirst\n```\nlast\n````\nc > json ```\n{\n  \"a\": 1\n}\n```\n"
+    first, second = parse(text).steps
+    assert first.payload == m.Text("first\n```\nlast")
+    assert second.payload.value == {"a": 1}
+
+
+def test_within_and_durations():
+    e = one("c < within 250ms json {}")
+    assert e.within == 250_000
+    assert [parse_duration(d) for d in ("100us", "2s", "1m", "1.5s")] == [100, 2_000_000, 60_000_000, 1_500_000]
+    assert parse_time("0.000001") == 1
+
+
+def test_handshake_lines_gather_under_their_conn():
+    c = parse("""wsreplay 1
+@0.5 conn feed wss://example.com/v2?x=1
+  query token = {{TOKEN}}
+  header Origin: https://example.com
+  header X-Empty:
+  protocol v2 v1
+  compress
+  expect status 101
+  expect protocol v2
+  expect header X-Region: #string
+  expect no compress
+  ignore < json subset {"type":"hb"}
+  on < text ping
+  reply > text pong
+  leftover warn
+""").steps[0]
+    assert c.name == "feed" and c.at == 500_000 and c.url == "wss://example.com/v2?x=1"
+    assert c.query == (("token", "{{TOKEN}}"),)
+    assert c.headers == (("Origin", "https://example.com"), ("X-Empty", ""))
+    assert c.protocols == ("v2", "v1") and c.compress
+    assert (c.expect_status, c.expect_protocol, c.expect_compress) == (101, "v2", False)
+    assert c.expect_headers == (("X-Region", "#string"),)
+    assert c.rules == (m.Rule(m.Side.SERVER, m.Json('{"type":"hb"}', subset=True)),
+                       m.Rule(m.Side.SERVER, m.Text("ping"), m.Text("pong")))
+    assert c.leftover == "warn"
+
+
+def test_blocks_nest_and_blank_lines_are_kept_once():
+    s = parse("wsreplay 1\n\n\n# hi\nrepeat 2\n  unordered within 1s\n    c < text a\n\n    c < text b\n  end\nend\n")
+    blank, comment, rep = s.steps
+    assert isinstance(blank, m.Blank) and comment == m.Comment(" hi")
+    inner = rep.steps[0]
+    assert rep.count == 2 and inner.within == 1_000_000
+    assert [type(x) for x in inner.steps] == [m.Event, m.Blank, m.Event]
+
+
+def test_crlf_files_and_a_bom_parse_like_lf_files():
+    assert parse("\ufeffwsreplay 1\r\nc > text hi\r\n") == parse("wsreplay 1\nc > text hi\n")
+
+
+def test_a_newer_format_is_refused_with_an_upgrade_hint():
+    with pytest.raises(FormatVersionError) as exc:
+        parse("wsreplay 2\n", "new.wsr")
+    assert "upgrade wsreplay" in exc.value.render()
+    assert exc.value.render().startswith("new.wsr:1:10: this file is in scenario format 2")
+
+
+def test_a_json_error_in_a_block_points_inside_the_block():
+    text = 'wsreplay 1\nc > json ```\n{\n  "a": 1,\n  "b" 2\n}\n```\n'
+    with pytest.raises(ScenarioSyntaxError) as exc:
+        parse(text, "f.wsr")
+    assert exc.value.render() == (
+        "f.wsr:5:7: invalid JSON: unexpected character, expected ':' after key\n"
+        '    "b" 2\n'
+        "        ^")
+
+
+def test_an_inline_json_error_points_at_the_offending_character():
+    with pytest.raises(ScenarioSyntaxError) as exc:
+        parse('wsreplay 1\nc > json {"a": 1,}\n', "f.wsr")
+    assert exc.value.pos.col == len('c > json {"a": 1,')
+
+
+@pytest.mark.parametrize("line, message, hint", [
+    ("c > txt hi", "unknown message kind `txt`", "did you mean `text`?"),
+    ("c text hi", "a message line needs a direction", "write `name > kind ...`"),
+    ("cnn c ws://x", "unknown line `cnn`", "did you mean `conn`?"),
+    ("header X: y", "`header` belongs right under a `conn` line", "move it under"),
+    ("var x = lobby", "invalid JSON", 'variable values are JSON: a string is quoted, as in "lobby"'),
+    ("set timeuot 5s", "unknown setting 'timeuot'", "did you mean `timeout`?"),
+    ("c < within 2x text a", "`within` takes a duration", None),
+    ("c > text ```", "this fenced block is never closed", "close the block"),
+    ("unordered\nc < text a", "the file ends inside a block", "with `end`"),
+    ("end", "`end` with no `unordered` or `repeat` block open", None),
+])
+def test_common_mistakes_get_a_message_and_a_hint(line, message, hint):
+    with pytest.raises(ScenarioSyntaxError) as exc:
+        parse(f"wsreplay 1\n{line}\n", "m.wsr")
+    assert message in exc.value.message
+    if hint:
+        assert hint in (exc.value.hint or "")
+    rendered = exc.value.render().split("\n")
+    assert rendered[0].startswith("m.wsr:") and rendered[2].strip() == "^"
