@@ -60,12 +60,20 @@ def explain(exc: UnexpectedInput, line: str, col: int) -> tuple[str, str | None]
     if at_line_start and word == "end":
         return "`end` with no `unordered` or `repeat` block open", None
     if word == "within":
-        return "`within` takes a duration such as 2s or 500ms", "write: name < within 2s text ..."
+        example = "unordered within 2s" if stripped.startswith("unordered") else \
+            "name < within 2s text ..."
+        return "`within` takes a duration such as 2s or 500ms", f"write: {example}"
     if _after_direction(line, col):
         if word in KINDS:
             return f"`{word}` does not take what follows here", _kind_hint(word)
         return (f"unknown message kind `{word}`",
                 hint_for(word, KINDS) or "kinds are: " + ", ".join(KINDS))
+    if "DURATION" in expected and re.fullmatch(r"[0-9]+(\.[0-9]+)?", word):
+        return (f"`{word}` needs a unit to be a duration",
+                f"write {word}ms or {word}s (units: us, ms, s, m)")
+    kind = _kind_before(line, col)
+    if kind is not None and _kind_hint(kind) is not None:
+        return f"unexpected `{word}` after `{kind}`", _kind_hint(kind)
     if at_line_start and word_match and "HEAD" in expected:
         if re.match(r"[A-Za-z_][\w.\-]*\s+(" + "|".join(KINDS) + r")\b", stripped.lstrip("@0123456789. ")):
             return ("a message line needs a direction after the connection name",
@@ -89,6 +97,13 @@ def _after_direction(line: str, col: int) -> bool:
     before = line[: col - 1].rstrip()
     head = re.fullmatch(r"\s*(@[0-9.]+\s+)?[A-Za-z_][\w.\-]*\s*[<>](\s+within\s+\S+)?", before)
     return head is not None
+
+
+def _kind_before(line: str, col: int) -> str | None:
+    """The message kind written before ``col`` on a message line, if there is one."""
+    head = re.match(r"\s*(@[0-9.]+\s+)?[A-Za-z_][\w.\-]*\s*[<>]\s+(within\s+\S+\s+)?([a-z0-9]+)\s",
+                    line[: col - 1])
+    return head.group(3) if head else None
 
 
 def _kind_hint(kind: str) -> str | None:
