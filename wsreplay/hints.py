@@ -84,7 +84,7 @@ def explain(exc: UnexpectedInput, line: str, col: int) -> tuple[str, str | None]
                 " or a connection name followed by > or <")
     if isinstance(exc, UnexpectedToken) and exc.token.type == "NL":
         return f"the line ends too early; expected {_expected(expected)}", None
-    if isinstance(exc, UnexpectedCharacters):
+    if isinstance(exc, UnexpectedCharacters) or (at_line_start and not word_match):
         if at_line_start:
             return (f"unexpected {rest[:1]!r} at the start of a line",
                     "a line starts with a keyword (conn, var, env, set, include, unordered, "
