@@ -149,3 +149,10 @@ def test_common_mistakes_get_a_message_and_a_hint(line, message, hint):
         assert hint in (exc.value.hint or "")
     rendered = exc.value.render().split("\n")
     assert rendered[0].startswith("m.wsr:") and rendered[2].strip() == "^"
+
+
+@pytest.mark.parametrize("text", ["wsreplay ¹\n", "wsreplay 1\nset timeout ¹1s\n",
+                                  "wsreplay 1\nc < silence ١s\n", "wsreplay 1\n@١ c > text x\n"])
+def test_non_ascii_digits_are_syntax_errors_not_crashes(text):
+    with pytest.raises(ScenarioSyntaxError):
+        parse(text)

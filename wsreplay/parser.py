@@ -391,10 +391,11 @@ def _control(c) -> bytes:
     return data
 
 
+_DURATION = re.compile(r"[0-9]+(\.[0-9]+)?(us|ms|s|m)")
+
+
 def _is_duration(raw: str) -> bool:
-    number = raw.rstrip("usm")
-    return bool(number) and number != raw and raw[len(number):] in _UNITS and \
-        number.replace(".", "", 1).isdigit()
+    return _DURATION.fullmatch(raw) is not None
 
 
 def _steps(items: list, first_nl: Token) -> tuple:
@@ -468,7 +469,7 @@ def _no_gc():
 def _check_header(source: str, path: str) -> None:
     first = source.split("\n", 1)[0]
     words = first.split()
-    if len(words) != 2 or words[0] != "wsreplay" or not words[1].isdigit():
+    if len(words) != 2 or words[0] != "wsreplay" or not re.fullmatch("[0-9]+", words[1]):
         raise ScenarioSyntaxError(
             "a scenario file starts with the line `wsreplay 1`", m.Pos(path, 1, 1),
             source_line=first, hint="add `wsreplay 1` as the first line")
