@@ -1,0 +1,192 @@
+"""``wsreplay record``: put a recording proxy between an app and its WebSocket server.
+
+Runs :class:`wsreplay.proxy.RecordingProxy` until Ctrl-C or SIGTERM, then closes every
+connection with 1001, completes the scenario file and prints a summary. Exit code 0 after a
+clean stop, 2 on a usage error (bad option, output file exists, address in use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as _dt
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+from ..errors import UsageError
+from ..proxy import ProxyConfig, RecordingProxy, parse_target
+from ..recorder import Recorder, Redaction
+
+EXIT_OK, EXIT_USAGE = 0, 2
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000 ** 2, "mb": 1000 ** 2,
+          "mib": 1024 ** 2, "g": 1000 ** 3, "gb": 1000 ** 3, "gib": 1024 ** 3}
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "record", help="record WebSocket traffic through a transparent proxy",
+        description="Forward every WebSocket connection (and plain HTTP request) made to the "
+                    "listen address to the target, recording the WebSocket traffic as a "
+                    "scenario. Stop with Ctrl-C.")
+    p.add_argument("--target", required=True, metavar="ws[s]://HOST:PORT[/PREFIX]",
+                   help="the real server; request paths and queries are appended")
+    p.add_argument("--listen", default="127.0.0.1:8765", metavar="HOST:PORT",
+                   help="address to listen on (default 127.0.0.1:8765; port 0 picks one)")
+    p.add_argument("--out", default="scenarios/", metavar="PATH",
+                   help="a .wsr file, or a folder (ending in /) for a file named from the date "
+                        "and time (default scenarios/)")
+    p.add_argument("--split", action="store_true", help="one file per connection")
+    noise = p.add_mutually_exclusive_group()
+    noise.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    noise.add_argument("-v", "--verbose", action="store_true",
+                       help="print every recorded line as it is written")
+    p.add_argument("--max-size", type=_size, default=4 * 1024 ** 2, metavar="SIZE",
+                   help="largest message accepted on either leg (default 4MiB; a larger one "
+                        "gets close 1009)")
+    p.add_argument("--ca-file", metavar="PEM", help="also trust these CA certificates (wss)")
+    p.add_argument("--insecure", action="store_true",
+                   help="do not verify the target's TLS certificate")
+    p.add_argument("--trust-env", action="store_true",
+                   help="use HTTP(S)_PROXY / NO_PROXY from the environment upstream")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="refuse upgrades from other Origins (repeatable)")
+    p.add_argument("--redact-header", action="append", default=[], metavar="NAME",
+                   help="also redact this header (Authorization, Cookie, Set-Cookie always are)")
+    p.add_argument("--redact-query", action="append", default=[], metavar="KEY",
+                   help="also redact this query parameter")
+    p.add_argument("--redact-field", action="append", default=[], metavar="KEY",
+                   help="redact the string value of this JSON object key, at any depth")
+    p.add_argument("--no-redact", action="store_true", help="write secrets as seen")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = _config(args)
+        recorder = _recorder(args)
+    except UsageError as exc:
+        print(f"wsreplay record: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    runner_kwargs = {}
+    try:
+        import uvloop  # optional: a faster event loop when installed
+        runner_kwargs["loop_factory"] = uvloop.new_event_loop
+    except ImportError:
+        pass
+    with asyncio.Runner(**runner_kwargs) as runner:
+        return runner.run(_serve(args, config, recorder))
+
+
+def _config(args) -> ProxyConfig:
+    try:
+        parse_target(args.target)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    host, port = _listen(args.listen)
+    if args.ca_file and not Path(args.ca_file).is_file():
+        raise UsageError(f"--ca-file {args.ca_file}: no such file")
+    return ProxyConfig(target=args.target, host=host, port=port, max_size=args.max_size,
+                       ca_file=args.ca_file, insecure=args.insecure, trust_env=args.trust_env,
+                       allow_origins=tuple(args.allow_origin))
+
+
+def _recorder(args) -> Recorder:
+    redaction = Redaction.build(args.redact_header, args.redact_query, args.redact_field,
+                                enabled=not args.no_redact)
+    echo = None
+    if args.verbose:
+        def echo(text: str) -> None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    recorder = Recorder(output_path(args.out, args.split), split=args.split,
+                        redaction=redaction, source=args.target, echo=echo)
+    try:
+        recorder.start()
+    except OSError as exc:
+        raise UsageError(f"cannot write {recorder.path}: {exc.strerror}") from None
+    return recorder
+
+
+def output_path(out: str, split: bool, now: _dt.datetime | None = None) -> Path:
+    """The file to write (with ``split``, the stem of the per-connection files).
+
+    ``out`` ending in a separator, or naming an existing folder, gets a fresh name from the
+    date and time inside it (the folder is created 0700 when missing). A named file must not
+    exist yet. Raises UsageError.
+    """
+    path = Path(out)
+    if out.endswith(("/", os.sep)) or path.is_dir():
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create folder {out}: {exc.strerror}") from None
+        stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+        for n in range(1, 1000):
+            candidate = path / (f"record-{stamp}" + (f"-{n}" if n > 1 else "") + ".wsr")
+            if not candidate.exists() and not _split_files(candidate):
+                return candidate
+        raise UsageError(f"too many recordings named record-{stamp}* in {out}")
+    if not path.parent.is_dir():
+        raise UsageError(f"--out {out}: folder {path.parent} does not exist")
+    if (path.exists() and not split) or _split_files(path):
+        raise UsageError(f"--out {out}: already exists; choose another name")
+    return path
+
+
+def _split_files(path: Path) -> list[Path]:
+    return list(path.parent.glob(f"{path.stem}-c[0-9]*{path.suffix or '.wsr'}"))
+
+
+def _listen(text: str) -> tuple[str, int]:
+    match = re.fullmatch(r"(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:]*)):(?P<port>\d+)|(?P<only>\d+)",
+                         text)
+    if not match:
+        raise UsageError(f"--listen {text}: expected HOST:PORT")
+    host = match["v6"] or match["host"] or "127.0.0.1"
+    port = int(match["port"] or match["only"])
+    if port > 65535:
+        raise UsageError(f"--listen {text}: no such port")
+    return host, port
+
+
+def _size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match and match[2].lower()
+    if not match or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (like 4MiB, 512KiB, 1000000)")
+    return int(float(match[1]) * _UNITS[unit])
+
+
+async def _serve(args, config: ProxyConfig, recorder: Recorder) -> int:
+    say = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+    proxy = RecordingProxy(config, recorder, log=say)
+    try:
+        await proxy.start()
+    except OSError as exc:
+        recorder.close(footer=False)
+        print(f"wsreplay record: cannot listen on {args.listen}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    where = f"{recorder.path.parent}/ (one file per connection)" if args.split else recorder.path
+    say(f"wsreplay record: listening on {proxy.port} ({config.host}), forwarding to "
+        f"{config.target}, recording to {where}; Ctrl-C stops")
+    if config.host not in ("127.0.0.1", "localhost", "::1"):
+        say("wsreplay record: warning: listening beyond this machine; anyone who can reach it "
+            "can use the proxy")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        summary = await proxy.stop()
+    files = ", ".join(str(f) for f in summary.files) or "(no file: nothing recorded)"
+    say(f"wsreplay record: stopped. {summary.connections} connections, {summary.messages} "
+        f"messages, {summary.bytes} bytes -> {files}")
+    return EXIT_OK

@@ -1,0 +1,510 @@
+"""Recording: observed WebSocket traffic → scenario steps appended to a file.
+
+Socket-free. The proxy (:mod:`wsreplay.proxy`) tells a :class:`Recorder` what it saw — a
+handshake (:class:`Handshake`), batches of messages as ``(opcode, data, extra)`` tuples (the
+shape of aiohttp's ``WSMessage``), close frames and dropped connections — and the recorder turns
+them into model steps, redacts secrets into ``env`` variables, formats them with
+:func:`wsreplay.writer.format_step` and appends them to the scenario file.
+
+The file is valid at every moment (see :class:`Sink`): a batch becomes visible in one atomic
+step, so a process killed with SIGKILL leaves a file that parses and holds every batch whose
+``messages()`` call returned — and the proxy forwards a batch only after that.
+
+Everything that turns recorded text into template text goes through :func:`escape_template`
+(text, URLs, header values) and :func:`json_template` (JSON payloads): a literal ``{{`` becomes
+``{{'{{'}}`` and a JSON string value starting with ``#`` gets its ``#`` doubled, so a recorded
+message is never read back as a placeholder or a marker.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import orjson
+
+from . import model as m
+from .writer import HEADER, format_step
+
+# RFC 6455 opcodes, equal to aiohttp's WSMsgType values.
+OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 1, 2, 8, 9, 10
+DATA_OPCODES = frozenset({OP_TEXT, OP_BINARY, OP_PING, OP_PONG})
+
+HEX_MAX = 64  # binary messages up to this size are written in hex, larger ones in base64
+
+DEFAULT_HEADERS = ("authorization", "cookie", "set-cookie")
+DEFAULT_QUERY = ("access_token", "token", "api_key", "apikey", "password", "secret")
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+# --- template escaping (the one place that knows it) ----------------------------------------
+
+_PLACEHOLDER_ESCAPE = "{{'{{'}}"
+
+
+def escape_template(text: str) -> str:
+    """``text`` as a template that stands for exactly ``text``: every ``{{`` escaped."""
+    return text.replace("{{", _PLACEHOLDER_ESCAPE) if "{{" in text else text
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+# A raw JSON string token that might decode to something needing an escape.
+_MAYBE_SPECIAL = re.compile(r'^"(?:#|\\u0023)|\{\{|\\u007[bB]')
+_ESCAPED_SPECIAL = re.compile(r"\\u00(?:23|7[bB])")
+_JSON_WS = " \t\r\n"
+
+
+def json_template(source: str, secret: Callable[[str, str], str] | None = None,
+                  fields: frozenset[str] = frozenset()) -> str:
+    """JSON text → the same JSON as a ``json`` payload template.
+
+    String values starting with ``#`` get the ``#`` doubled (a literal, not a marker), ``{{``
+    inside string values is escaped, and the string value of any object key in ``fields``
+    becomes ``"{{NAME}}"`` with ``NAME = secret(key, value)``. Everything else keeps its exact
+    bytes. ``source`` must be valid JSON.
+    """
+    if "#" not in source and "{{" not in source and not _ESCAPED_SPECIAL.search(source) \
+            and not (fields and _mentions(source, fields)):
+        return source
+    out, last, key = [], 0, None
+    for match in _JSON_STRING.finditer(source):
+        start, end = match.span()
+        raw = match.group()
+        if _next_char(source, end) == ":":
+            key = orjson.loads(raw) if fields else None
+            continue
+        new = raw
+        if fields and key in fields and _prev_char(source, start) == ":":
+            assert secret is not None
+            new = '"{{' + secret(key, orjson.loads(raw)) + '}}"'
+        elif _MAYBE_SPECIAL.search(raw):
+            new = _escape_json_string(raw)
+        if new is not raw:
+            out += (source[last:start], new)
+            last = end
+    if not out:
+        return source
+    out.append(source[last:])
+    return "".join(out)
+
+
+def _escape_json_string(raw: str) -> str:
+    value = orjson.loads(raw)
+    if "{{" in value:
+        if "\\u007" in raw.lower():  # a brace spelled as an escape: re-spell this one string
+            raw = orjson.dumps(value.replace("{{", _PLACEHOLDER_ESCAPE)).decode()
+        else:  # no escape produces a brace, so raw "{{" and decoded "{{" are the same ones
+            raw = raw.replace("{{", _PLACEHOLDER_ESCAPE)
+    if value.startswith("#"):
+        raw = '"#' + raw[1:]
+    return raw
+
+
+def _mentions(source: str, fields: frozenset[str]) -> bool:
+    return any(f'"{name}"' in source for name in fields)
+
+
+def _next_char(text: str, i: int) -> str:
+    while i < len(text) and text[i] in _JSON_WS:
+        i += 1
+    return text[i] if i < len(text) else ""
+
+
+def _prev_char(text: str, i: int) -> str:
+    i -= 1
+    while i >= 0 and text[i] in _JSON_WS:
+        i -= 1
+    return text[i] if i >= 0 else ""
+
+
+# --- payloads ---------------------------------------------------------------------------
+
+class BadText(ValueError):
+    """A text message that is not valid UTF-8: ``index`` is its place in the batch."""
+
+    def __init__(self, index: int):
+        super().__init__("invalid UTF-8 in a text message")
+        self.index = index
+
+
+_JSON_START = frozenset(b'{["-0123456789tfn')
+# Characters that keep a JSON text from being recorded as ``json`` (the writer would have to
+# put them raw on a line): carriage returns; raw controls are invalid JSON anyway.
+_NOT_JSON_LINE = re.compile(r"[\r\x85\u2028\u2029]")
+
+
+def _text_payload(data: bytes, secret, fields) -> m.Text | m.Json:
+    text = data.decode("utf-8")
+    if data and data[0] in _JSON_START and not text[-1].isspace() \
+            and not _NOT_JSON_LINE.search(text):
+        try:
+            orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            return m.Json(json_template(text, secret, fields))
+    return m.Text(escape_template(text))
+
+
+def _binary_payload(data: bytes) -> m.Binary:
+    notation = m.BinaryNotation.HEX if len(data) <= HEX_MAX else m.BinaryNotation.B64
+    return m.Binary(bytes(data), notation)
+
+
+# --- redaction --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Redaction:
+    """What becomes an ``env`` variable instead of being written: header names, query keys and
+    JSON object keys (all compared case-insensitively, except JSON keys). ``enabled=False``
+    writes everything as seen."""
+
+    headers: frozenset[str] = frozenset(DEFAULT_HEADERS)
+    query: frozenset[str] = frozenset(DEFAULT_QUERY)
+    fields: frozenset[str] = frozenset()
+    enabled: bool = True
+
+    @classmethod
+    def build(cls, headers: Iterable[str] = (), query: Iterable[str] = (),
+              fields: Iterable[str] = (), enabled: bool = True) -> "Redaction":
+        """The defaults plus the extra names given (as ``--redact-*`` options do)."""
+        return cls(frozenset(DEFAULT_HEADERS) | {h.lower() for h in headers},
+                   frozenset(DEFAULT_QUERY) | {q.lower() for q in query},
+                   frozenset(fields), enabled)
+
+
+def env_name(conn: str, base: str) -> str:
+    """``C1_AUTHORIZATION``: a variable name from a connection name and a configured name."""
+    cleaned = re.sub(r"[^A-Za-z0-9]+", "_", base).strip("_").upper() or "SECRET"
+    return f"{conn.upper()}_{cleaned}"
+
+
+# --- the file ---------------------------------------------------------------------------
+
+class Sink:
+    """One scenario file, created 0600 (never overwriting), that parses after every append.
+
+    ``append`` makes its text visible atomically with respect to SIGKILL: the kernel applies
+    a write to a regular file page by page and a fatal signal can stop it between pages, so
+    text that fits in the current page goes in one write; otherwise it goes line by line in
+    page-sized runs, and a line that itself crosses a page boundary is first written as a
+    comment (``#`` for its first byte) and turned into its real self by a one-byte write once
+    all of it is in. A cut therefore leaves whole lines and at most one comment line. (One gap
+    remains: a multi-line fenced payload crossing a page boundary.)
+    """
+
+    def __init__(self, path: Path, header: str = HEADER):
+        self.path = path
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        self._fd: int | None = os.open(path, flags, 0o600)
+        self._end = 0
+        self.names: dict[tuple[str, str], str] = {}  # (configured name, secret) → variable
+        self.t0 = 0.0
+        self.append(header)
+
+    def append(self, text: str) -> None:
+        """Add ``text`` (whole lines) at the end of the file; raises OSError (disk full...)."""
+        data = text.encode("utf-8")
+        if not data:
+            return
+        start = self._end
+        if start // _PAGE == (start + len(data) - 1) // _PAGE:
+            self._write(data, start)
+        else:
+            self._append_lines(data, start)
+        self._end = start + len(data)
+
+    def _append_lines(self, data: bytes, start: int) -> None:
+        run = pos = 0  # data[run:pos] is a run of whole lines inside one page, not yet written
+        while pos < len(data):
+            nl = data.find(b"\n", pos)
+            end = len(data) if nl < 0 else nl + 1
+            if (start + run) // _PAGE != (start + end - 1) // _PAGE:
+                self._write(data[run:pos], start + run)
+                run = pos
+                if (start + pos) // _PAGE != (start + end - 1) // _PAGE:
+                    self._write_line(data[pos:end], start + pos)
+                    run = end
+            pos = end
+        self._write(data[run:pos], start + run)
+
+    def _write_line(self, line: bytes, offset: int) -> None:
+        first = line[:1]
+        if first in (b"#", b"\n") or first[0] >= 0x80:
+            self._write(line, offset)
+            return
+        self._write(b"#" + line[1:], offset)
+        self._write(first, offset)
+
+    def _write(self, data: bytes, offset: int) -> None:
+        view = memoryview(data)
+        while view:
+            done = os.pwrite(self._fd, view, offset)
+            view, offset = view[done:], offset + done
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+# --- what the proxy saw ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Handshake:
+    """One opening handshake as the proxy saw it: the request forwarded upstream and the
+    upstream's answer.
+
+    ``url`` is the upstream URL (path and query included); ``headers`` the request headers
+    forwarded (hop-by-hop ones left out); ``protocols`` the subprotocols the client offered;
+    ``compress`` whether it offered permessage-deflate. ``status`` is the upstream's answer
+    (101 when upgraded), ``protocol`` the subprotocol it chose, ``compressed`` whether it
+    accepted permessage-deflate, ``response_headers`` its answer's headers.
+    """
+
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()
+    protocols: tuple[str, ...] = ()
+    compress: bool = False
+    status: int = 101
+    protocol: str | None = None
+    compressed: bool = False
+    response_headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class Summary:
+    """Counts for the end-of-run report."""
+
+    connections: int = 0
+    messages: int = 0
+    bytes: int = 0
+    files: list[Path] = field(default_factory=list)
+
+
+class Recorder:
+    """Turns what the proxy saw into scenario files.
+
+    ``path`` is the file to write, or with ``split`` the stem for one file per connection
+    (``rec.wsr`` → ``rec-c1.wsr``, ``rec-c2.wsr``...). ``clock`` (monotonic seconds) stamps
+    events, ``wall`` (epoch seconds) the anchor comment; ``echo`` receives every text
+    appended (for ``-v``). Call :meth:`connection` per handshake and :meth:`close` at the end.
+    """
+
+    def __init__(self, path: Path, *, split: bool = False, redaction: Redaction = Redaction(),
+                 source: str = "", clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time,
+                 echo: Callable[[str], None] | None = None):
+        self.path, self.split, self.redaction = Path(path), split, redaction
+        self.source, self.clock, self.wall, self.echo = source, clock, wall, echo
+        self.summary = Summary()
+        self._sink: Sink | None = None
+        self._count = 0
+
+    def _open_sink(self, conn: str | None) -> Sink:
+        path = self.path.with_name(f"{self.path.stem}-{conn}{self.path.suffix or '.wsr'}") \
+            if conn else self.path
+        t0, wall = self.clock(), self.wall()
+        stamp = _dt.datetime.fromtimestamp(wall, _dt.timezone.utc).isoformat(timespec="microseconds")
+        what = f" connection {conn}" if conn else ""
+        source = f" from {self.source}" if self.source else ""
+        sink = Sink(path, f"{HEADER}# recorded{what}{source} by wsreplay record; "
+                          f"@0.000 is {stamp}\n")
+        sink.t0 = t0
+        self.summary.files.append(path)
+        return sink
+
+    def start(self) -> None:
+        """Create the file now (it is otherwise created with the first connection), so an
+        unwritable path shows at once; raises OSError. With ``split`` files come per connection."""
+        if not self.split:
+            self.sink_for("")
+
+    def sink_for(self, conn: str) -> Sink:
+        if self.split:
+            return self._open_sink(conn)
+        if self._sink is None:
+            self._sink = self._open_sink(None)
+        return self._sink
+
+    def next_name(self) -> str:
+        """The next connection name: ``c1``, ``c2``... in order of asking."""
+        self._count += 1
+        return f"c{self._count}"
+
+    def connection(self, handshake: Handshake, name: str | None = None) -> "ConnectionRecord":
+        """Write the ``conn`` step (with its handshake lines, and ``env`` lines for redacted
+        values) and return the record the proxy reports that connection's traffic to."""
+        name = name or self.next_name()
+        record = ConnectionRecord(self, name, self.sink_for(name))
+        record.write_connect(handshake)
+        self.summary.connections += 1
+        return record
+
+    def note(self, text: str) -> None:
+        """A comment line in the (single) file, e.g. for a connection that never opened."""
+        if not self.split:
+            self._append(self.sink_for(""), format_step(m.Comment(" " + _one_line(text))))
+
+    def _append(self, sink: Sink, text: str) -> None:
+        sink.append(text)
+        if self.echo is not None:
+            self.echo(text)
+
+    def close(self, footer: bool = True) -> Summary:
+        """Finish the file(s): a closing comment with the counts. Safe to call twice."""
+        if self._sink is not None:
+            if footer:
+                s = self.summary
+                self._sink.append(format_step(m.Comment(
+                    f" end: {s.connections} connections, {s.messages} messages, "
+                    f"{s.bytes} bytes")))
+            self._sink.close()
+            self._sink = None
+        return self.summary
+
+
+class ConnectionRecord:
+    """The recording of one connection, named ``name``; made by :meth:`Recorder.connection`."""
+
+    def __init__(self, recorder: Recorder, name: str, sink: Sink):
+        self.recorder, self.name, self.sink = recorder, name, sink
+        self.redaction = recorder.redaction
+        self._fields = recorder.redaction.fields if recorder.redaction.enabled else frozenset()
+        self._pending_env: list[str] = []
+        self.messages_seen = 0
+        self.closed = False
+
+    def _now(self) -> int:
+        return max(0, round((self.recorder.clock() - self.sink.t0) * 1_000_000))
+
+    def secret(self, base: str, value: str) -> str:
+        """The variable standing for ``value`` (the same value keeps the same name in a file);
+        a new variable's ``env`` line goes out with the next append."""
+        key = (base.lower(), value)
+        name = self.sink.names.get(key)
+        if name is None:
+            taken = set(self.sink.names.values())
+            name = stem = env_name(self.name, base)
+            n = 1
+            while name in taken:
+                n += 1
+                name = f"{stem}_{n}"
+            self.sink.names[key] = name
+            self._pending_env.append(name)
+        return name
+
+    def _emit(self, steps: list[str]) -> None:
+        if self._pending_env:
+            steps[:0] = [format_step(m.Env(n)) for n in self._pending_env]
+            self._pending_env.clear()
+        self.recorder._append(self.sink, "".join(steps))
+
+    def write_connect(self, hs: Handshake) -> None:
+        self._emit([format_step(self.connect_step(hs))])
+
+    def connect_step(self, hs: Handshake) -> m.Connect:
+        """The ``conn`` step for ``hs``, secrets replaced by variables."""
+        url, query = self._url(hs.url)
+        headers = tuple((k, self._header_value(k, v)) for k, v in hs.headers)
+        expect_headers = tuple((k, self._header_value(k, v)) for k, v in hs.response_headers
+                               if k.lower() == "set-cookie")
+        upgraded = hs.status == 101
+        return m.Connect(
+            name=self.name, url=url, at=self._now(), query=query, headers=headers,
+            protocols=hs.protocols, compress=hs.compress,
+            expect_status=None if upgraded else hs.status,
+            expect_protocol=(hs.protocol or "") if upgraded and hs.protocols else None,
+            expect_headers=expect_headers,
+            expect_compress=hs.compressed if upgraded and hs.compress else None)
+
+    def _header_value(self, name: str, value: str) -> str:
+        if self.redaction.enabled and name.lower() in self.redaction.headers:
+            return "{{" + self.secret(name, value) + "}}"
+        return escape_template(value)
+
+    def _url(self, url: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        base, sep, query = url.partition("?")
+        if not (sep and self.redaction.enabled):
+            return escape_template(url), ()
+        kept, moved = [], []
+        for part in query.split("&"):
+            raw_key, eq, raw_value = part.partition("=")
+            key = _unquote(raw_key)
+            if eq and key.lower() in self.redaction.query and re.fullmatch(r"[^ \t=\r\n]+", key):
+                moved.append((key, "{{" + self.secret(key, _unquote(raw_value)) + "}}"))
+            else:
+                kept.append(part)
+        rebuilt = base + ("?" + "&".join(kept) if kept else "")
+        return escape_template(rebuilt), tuple(moved)
+
+    def messages(self, side: m.Side, batch: list) -> None:
+        """Record messages that arrived together from ``side``: one append for all of them.
+
+        ``batch`` holds ``(opcode, data, extra)`` tuples with opcode text, binary, ping or
+        pong and ``data`` bytes. Raises :class:`BadText` for a text message that is not UTF-8
+        (the messages before it are recorded first).
+        """
+        at = self._now()
+        conn, fields, secret = self.name, self._fields, self.secret
+        lines = []
+        size = 0
+        for i, msg in enumerate(batch):
+            opcode, data = msg[0], msg[1]
+            if opcode == OP_TEXT:
+                try:
+                    payload = _text_payload(data, secret, fields)
+                except UnicodeDecodeError:
+                    if lines:
+                        self._count(len(lines), size)
+                        self._emit(lines)
+                    raise BadText(i) from None
+            elif opcode == OP_BINARY:
+                payload = _binary_payload(data)
+            elif opcode == OP_PING:
+                payload = m.Ping(bytes(data))
+            else:
+                payload = m.Pong(bytes(data))
+            size += len(data)
+            lines.append(format_step(m.Event(conn, side, payload, at)))
+        self._count(len(lines), size)
+        self._emit(lines)
+
+    def _count(self, n: int, size: int) -> None:
+        self.messages_seen += n
+        self.recorder.summary.messages += n
+        self.recorder.summary.bytes += size
+
+    def close(self, side: m.Side, code: int | None, reason: str | None) -> None:
+        """A close frame sent by ``side`` (``code`` None: the frame had no status code)."""
+        payload = m.Close(code, reason or None) if code else m.Close()
+        self._emit([format_step(m.Event(self.name, side, payload, self._now()))])
+
+    def drop(self, side: m.Side) -> None:
+        """``side``'s connection ended with no close frame."""
+        self._emit([format_step(m.Event(self.name, side, m.Drop(), self._now()))])
+
+    def note(self, text: str) -> None:
+        """A comment about this connection (made one line)."""
+        self._emit([format_step(m.Comment(f" {self.name}: {_one_line(text)}"))])
+
+    def end(self) -> None:
+        """The connection is over: its file is closed when it has one of its own."""
+        if self.recorder.split and not self.closed:
+            self.sink.close()
+        self.closed = True
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"[\x00-\x1f\x7f\x85\u2028\u2029]+", " ", text)
+
+
+def _unquote(raw: str) -> str:
+    from urllib.parse import unquote_plus
+    return unquote_plus(raw)
