@@ -145,3 +145,40 @@ def test_mistake_gives_the_snapshotted_error(path):
     if UPDATE:
         snapshot.write_text(done.stderr, encoding="utf-8")
     assert done.stderr == snapshot.read_text(encoding="utf-8")
+
+
+# --- fmt's canonical spellings -----------------------------------------------------------------
+
+H = "wsreplay 1\nconn c ws://x/\n"
+
+
+@pytest.mark.parametrize("written, canonical", [
+    ("@1.5 c > text hi\n", "@1.500 c > text hi\n"),
+    ("@2.000001 c > text hi\n", "@2.000001 c > text hi\n"),
+    ("@2.10 c > text hi\n", "@2.100 c > text hi\n"),
+    ("c > hex 00 ff 10\n", "c > hex 00ff10\n"),
+    ("c > hex 00FF\n", "c > hex 00ff\n"),
+    ("c > b64 AP8Q\n", "c > b64 AP8Q\n"),
+    ("c > ping b64 AP8=\n", "c > ping hex 00ff\n"),
+    ("c > ping \"plain\"\n", "c > ping plain\n"),
+    ("    c   >   text  hi\n", "c > text hi\n"),
+    ("c > text   \n", "c > text\n"),
+    ("c > text \"hi\"\n", "c > text hi\n"),
+    ("c > text ````\none\n```\n````\n", "c > text \"one\\n```\"\n"),
+    ("c > text ```\none\ntwo\n  ```\n", "c > text ```\none\ntwo\n```\n"),
+    ("c < within 1m text hi\n", "c < within 60s text hi\n"),
+    ("c < within 1.5s text hi\n", "c < within 1500ms text hi\n"),
+    ("c < silence 0.5s\n", "c < silence 500ms\n"),
+    ("c < close 1000 \"bye\"\n", "c < close 1000 bye\n"),
+    ("c > text a\n\n\n\nc > text b\n\n\n", "c > text a\n\nc > text b\n"),
+    ("unordered\nc < text a\n\nend\n", "unordered\n  c < text a\nend\n"),
+], ids=lambda v: v if len(v) < 30 else v[:30])
+def test_fmt_writes_the_canonical_spelling(written, canonical):
+    assert write(parse(H + written)) == H + canonical
+
+
+def test_fmt_orders_handshake_lines_and_drops_crlf_and_bom():
+    written = ("\ufeffwsreplay 1\r\nconn c ws://x/\r\nleftover warn\r\n  expect status 101\r\n"
+               "header A: 1\r\nquery k = v\r\n")
+    assert write(parse(written)) == ("wsreplay 1\nconn c ws://x/\n  query k = v\n  header A: 1\n"
+                                     "  expect status 101\n  leftover warn\n")
