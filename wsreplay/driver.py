@@ -1,0 +1,171 @@
+"""Driving one :class:`~wsreplay.engine.Engine` with a real clock and real wires: the loop
+both shells share (the replay client and the mock server).
+
+The driver owns the engine's inputs: wires :meth:`deliver` messages and shells call
+:meth:`opened` / :meth:`attach`; :meth:`run` polls the engine, performs its actions and
+sleeps until something arrives or the engine's ``wake_at`` comes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Awaitable, Callable
+
+from .engine import Close, Engine, Open, Send
+from .messages import Handshake, Message
+from .outcome import Result
+from .wire import Wire
+
+Opener = Callable[[Open], None]
+SPIN = 0.0015  # wake this early, then spin: selectors round waits up to whole milliseconds
+
+
+class Driver:
+    """Runs ``engine``; ``opener`` starts connecting for an :class:`Open` action (client
+    side) and must end with :meth:`opened`."""
+
+    def __init__(self, engine: Engine, opener: Opener | None = None):
+        self.engine = engine
+        self.opener = opener
+        self.wires: dict[str, Wire] = {}
+        self._pending: deque = deque()
+        self._awaited: set[str] = set()  # connections being accepted: hold their sends
+        self._held: list[Send] = []
+        self._waiter: asyncio.Future | None = None
+        self._loop = asyncio.get_running_loop()
+
+    # -- inputs (callable from any task of the loop) ----------------------------------
+
+    def _put(self, item: tuple) -> None:
+        self._pending.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def deliver(self, conn: str, msg: Message) -> None:
+        self._put(("message", conn, msg))
+
+    def opened(self, conn: str, handshake: Handshake, wire: Wire | None) -> None:
+        """A client-side handshake ended (``wire`` None when no connection came of it)."""
+        self._put(("opened", conn, handshake, wire))
+
+    def expect_wire(self, conn: str) -> None:
+        """The engine has accepted ``conn`` but its WebSocket is not ready yet: hold what
+        the engine sends on it until :meth:`attach`."""
+        self._awaited.add(conn)
+
+    def attach(self, conn: str, wire: Wire) -> None:
+        """A server-side connection is open (the engine has accepted it)."""
+        self._put(("attach", conn, wire))
+
+    def attach_failed(self, conn: str, reason: str) -> None:
+        """The WebSocket for an accepted ``conn`` never came up."""
+        self._awaited.discard(conn)
+        self._held = [a for a in self._held if a.conn != conn]
+        self.deliver(conn, Message.drop(reason))
+
+    def poke(self) -> None:
+        """Make the loop poll the engine (something changed outside the queue)."""
+        self._put(("poke",))
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> Result:
+        """Drive the run to its end; the connections are finished when this returns."""
+        engine, loop = self.engine, self._loop
+        try:
+            while True:
+                actions = engine.poll(loop.time())
+                if actions:
+                    await self._perform(actions)
+                if engine.done:
+                    break
+                await self._wait()
+                self._feed()
+                if self._held and not self._awaited:
+                    held, self._held = self._held, []
+                    await self._perform(held)
+        except asyncio.CancelledError:
+            engine.abort("the run was interrupted", loop.time())
+            await self._perform(engine.poll(loop.time()), grace=0.2)
+            raise
+        return engine.result
+
+    def _feed(self) -> None:
+        engine, now = self.engine, self._loop.time()
+        while self._pending:
+            item = self._pending.popleft()
+            kind = item[0]
+            if kind == "message":
+                engine.receive(item[1], item[2], now)
+            elif kind == "opened":
+                _, conn, handshake, wire = item
+                if wire is not None:
+                    self.wires[conn] = wire
+                    wire.start_reading(self.deliver)
+                engine.opened(conn, handshake, now)
+            elif kind == "attach":
+                _, conn, wire = item
+                self._awaited.discard(conn)
+                self.wires[conn] = wire
+                wire.start_reading(self.deliver)
+
+    async def _wait(self) -> None:
+        if self._pending:
+            return
+        loop, wake = self._loop, self.engine.wake_at
+        fut = self._waiter = loop.create_future()
+        handle = None
+        if wake is not None:
+            handle = loop.call_at(wake - SPIN, _wake, fut)
+        try:
+            await fut
+        finally:
+            self._waiter = None
+            if handle is not None:
+                handle.cancel()
+        if wake is not None and not self._pending:
+            _spin_until(loop, wake)
+
+    async def _perform(self, actions: list, grace: float | None = None) -> None:
+        closes: list[Awaitable] = []
+        for action in actions:
+            if isinstance(action, Send):
+                await self._send(action)
+            elif isinstance(action, Open):
+                if self.opener is not None:
+                    self.opener(action)
+            elif isinstance(action, Close):
+                wire = self.wires.get(action.conn)
+                if wire is not None:
+                    kw = {} if grace is None else {"grace": grace}
+                    closes.append(wire.finish(action.code, action.reason, **kw))
+        if closes:
+            await asyncio.gather(*closes)
+
+    async def _send(self, action: Send) -> None:
+        wire = self.wires.get(action.conn)
+        if wire is None and action.conn in self._awaited:
+            self._held.append(action)
+            return
+        try:
+            if wire is None:
+                raise ConnectionError("the connection is not open")
+            await wire.send(action.message)
+        except (ConnectionError, RuntimeError, OSError) as exc:
+            self.engine.send_failed(action.conn, str(exc) or type(exc).__name__,
+                                    self._loop.time())
+
+
+def _wake(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _spin_until(loop: asyncio.AbstractEventLoop, when: float) -> None:
+    """Busy-wait the last sub-millisecond before ``when`` (bounded by SPIN), for recorded
+    timing's precision; asyncio's own wait rounds to whole milliseconds."""
+    while loop.time() < when:
+        time.sleep(0)

@@ -1,0 +1,123 @@
+"""One aiohttp WebSocket (client or server end) speaking :class:`Message` s: the glue
+both shells share.
+
+aiohttp runs with ``autoping=False`` and ``autoclose=False`` so the scenario, not the
+library, decides every pong and close frame; text arrives undecoded (``decode_text=False``)
+so the engine sees the exact bytes. A close frame we send first goes out with
+``send_frame``: the reader keeps reading until the peer's close frame arrives, so its code
+*and* reason reach the engine (aiohttp's ``close()`` would swallow them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+from aiohttp import WSMsgType
+
+from .messages import Kind, Message
+
+Deliver = Callable[[str, Message], None]
+GRACE = 2.0  # seconds to wait for the peer's close frame once ours is out
+
+
+class Wire:
+    """Connection ``conn`` over aiohttp's ``ws``. ``end(abort)`` ends the TCP connection
+    with no (further) close frame: gracefully, or by a reset when ``abort``."""
+
+    def __init__(self, conn: str, ws: Any, end: Callable[[bool], None]):
+        self.conn, self.ws = conn, ws
+        self._end = end
+        self.close_sent = False
+        self.close_received = False
+        self.ended = asyncio.Event()  # set when nothing more will be read
+        self._reader: asyncio.Task | None = None
+
+    def start_reading(self, deliver: Deliver) -> None:
+        """Read until the connection ends, passing every message to ``deliver``."""
+        self._reader = asyncio.get_running_loop().create_task(self._read(deliver))
+
+    async def _read(self, deliver: Deliver) -> None:
+        try:
+            while True:
+                msg = await self.ws.receive()
+                kind = msg.type
+                if kind is WSMsgType.TEXT:
+                    data = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
+                    deliver(self.conn, Message(Kind.TEXT, data))
+                elif kind is WSMsgType.BINARY:
+                    deliver(self.conn, Message.of_binary(msg.data))
+                elif kind is WSMsgType.PING:
+                    deliver(self.conn, Message.ping(msg.data))
+                elif kind is WSMsgType.PONG:
+                    deliver(self.conn, Message.pong(msg.data))
+                elif kind is WSMsgType.CLOSE:
+                    self.close_received = True
+                    deliver(self.conn, Message.close(msg.data or None, msg.extra or ""))
+                    if self.close_sent:  # the closing handshake is complete
+                        self._end_transport()
+                    return  # aiohttp's next receive() would send a close frame itself
+                elif kind is WSMsgType.CLOSING:
+                    return  # our own close() interrupting the read
+                else:  # CLOSED or ERROR: the connection ended with no close frame
+                    error = msg.data if kind is WSMsgType.ERROR else None
+                    deliver(self.conn, Message.drop(str(error) if error else "connection "
+                                                    "closed without a close frame"))
+                    return
+        except (ConnectionError, asyncio.TimeoutError) as exc:
+            deliver(self.conn, Message.drop(str(exc) or type(exc).__name__))
+        finally:
+            self.ended.set()
+
+    async def send(self, msg: Message) -> None:
+        """Put ``msg`` on the wire (a close frame, or a drop: the TCP connection ends)."""
+        kind = msg.kind.value
+        if kind == "text":
+            await self.ws.send_frame(msg.data, WSMsgType.TEXT)
+        elif kind == "binary":
+            await self.ws.send_frame(msg.data, WSMsgType.BINARY)
+        elif kind == "ping":
+            await self.ws.ping(msg.data)
+        elif kind == "pong":
+            await self.ws.pong(msg.data)
+        elif kind == "close":
+            await self._send_close(msg)
+        else:
+            self._end_transport(abort=True)
+
+    async def _send_close(self, msg: Message) -> None:
+        if self.close_received and msg.code is not None:
+            # answering the peer's close: aiohttp sends one frame and ends the connection
+            self.close_sent = True
+            await self.ws.close(code=msg.code, message=(msg.reason or "").encode())
+            return
+        self.close_sent = True
+        await self.ws.send_frame(msg.close_payload(), WSMsgType.CLOSE)
+        if self.close_received:
+            self._end_transport()
+
+    def _end_transport(self, abort: bool = False) -> None:
+        try:
+            self._end(abort)
+        except (OSError, RuntimeError):
+            pass  # already gone
+
+    async def finish(self, code: int | None, reason: str = "", grace: float = GRACE) -> None:
+        """End the connection when the run is over: ``code`` None waits (up to ``grace``)
+        for the peer's answer to our close frame; otherwise close with ``code``."""
+        try:
+            if code is None or self.close_sent:
+                await asyncio.wait_for(self.ended.wait(), grace)
+            elif not self.ws.closed:
+                reason_bytes = reason.encode("utf-8")[:123]
+                await asyncio.wait_for(self.ws.close(code=code, message=reason_bytes), grace)
+        except (asyncio.TimeoutError, ConnectionError):
+            pass
+        finally:
+            self._end_transport()
+            if self._reader is not None and not self._reader.done():
+                self._reader.cancel()
+                try:
+                    await self._reader
+                except (asyncio.CancelledError, Exception):
+                    pass
