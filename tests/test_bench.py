@@ -1,0 +1,27 @@
+"""bench/parse.py keeps working: a small run prints its table (the full run is by hand)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import T
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_parse_bench_runs_small(tmp_path):
+    saved = tmp_path / "bench.wsr"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "parse.py"), "--events", "2000",
+                           "--runs", "1", "--save", str(saved)],
+                          capture_output=True, text=True, timeout=6 * T, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("2,000 events: ")
+    for row in ("parse (wsreplay)", "write (wsreplay)", "orjson.loads (JSONL)",
+                "orjson.dumps (JSONL)"):
+        assert row in done.stdout
+    check = subprocess.run([sys.executable, "-m", "wsreplay", "check", str(saved)],
+                           capture_output=True, text=True, timeout=4 * T)
+    assert check.returncode == 0, check.stderr
+    assert "ok (2000 events" in check.stdout
