@@ -118,9 +118,10 @@ def test_requests_match_path_query_and_headers_with_captures():
     req = Request("/chat/lobby", (("user", "alice"), ("token", "t1")), (("x-team", "red"),))
     hit = match_request(c, req, {})
     assert hit.ok and hit.captures == {"room": "lobby", "tok": "t1"}
-    assert "header X-Team" in match_request(c, Request("/chat/x", (("user", "alice"),
-                                                                   ("token", "t")), ()),
-                                            {}).reason
+    other = match_request(c, Request("/chat/x", (("user", "alice"), ("token", "t")), ()), {})
+    assert other.ok and other.score < hit.score  # headers prefer, never require
+    assert "missing query parameter token" in match_request(
+        c, Request("/chat/x", (("user", "alice"),), (("x-team", "red"),)), {}).reason
 
 
 def test_split_url():

@@ -245,19 +245,20 @@ class Engine:
         return out
 
     def match_request(self, req: Request) -> tuple[int | None, MatchResult | None]:
-        """The place of the first pending ``conn`` line ``req`` matches, else (None, the
-        closest miss, if any)."""
+        """The place of the pending ``conn`` line ``req`` matches best (the first of equals),
+        else (None, the closest miss, if any)."""
         best: MatchResult | None = None
+        chosen: int | None = None
         for index, connect in self.pending_connects():
             try:
                 hit = match_request(connect, req, self.vars)
             except TemplateError as exc:
                 hit = MatchResult(False, {}, "$", f"{connect.pos}: {exc.message}", 0.0)
-            if hit.ok:
-                return index, hit
-            if best is None or hit.score > best.score:
+            if hit.ok and (chosen is None or hit.score > best.score):
+                chosen, best = index, hit
+            elif chosen is None and (best is None or hit.score > best.score):
                 best = hit
-        return None, best
+        return chosen, best
 
     def accept(self, index: int, req: Request, match: MatchResult, now: float) -> Answer:
         """A client matching the ``conn`` line at ``index`` arrived (both from

@@ -417,30 +417,36 @@ def split_url(url: str) -> tuple[str, list[tuple[str, str]]]:
 def match_request(connect: m.Connect, req: Request,
                   variables: Mapping[str, Any]) -> MatchResult:
     """Whether a client's handshake ``req`` is the one a ``conn`` line describes (for the
-    mock server): the path, every query parameter and header the file gives, and the
-    subprotocol the server is to choose being offered. Extra parameters and headers are
-    fine. Raises :class:`TemplateError` (e.g. an undefined variable)."""
+    mock server): the path and every query parameter the file gives must match, and the
+    subprotocol the server is to choose must be offered. Headers are a preference, not a
+    requirement (clients differ in User-Agent and the like): ``score`` rises with each
+    matching ``header`` line, so the best of several candidates can win. Raises
+    :class:`TemplateError` (e.g. an undefined variable)."""
     path, pairs = split_url(connect.url)
     hit = match_text(path, req.path, variables)
     if not hit.ok:
         return _miss(f"path: expected {path!r}, got {req.path!r}", "path", 0.0)
     captures = dict(hit.captures)
-    checks = [*((k, v, "query") for k, v in pairs + list(connect.query)),
-              *((k, v, "request") for k, v in connect.headers)]
-    for i, (key, template, what) in enumerate(checks):
-        got = ([v for k, v in req.query if k == key] if what == "query"
-               else _header_values(req.headers, key))
-        scope = {**variables, **captures}
-        hit = (_match_query(key, template, got, scope) if what == "query"
-               else _match_header(key, template, got, scope, what))
+    queries = pairs + list(connect.query)
+    for i, (key, template) in enumerate(queries):
+        hit = _match_query(key, template, [v for k, v in req.query if k == key],
+                           {**variables, **captures})
         if not hit.ok:
-            return MatchResult(False, {}, hit.path, hit.reason, 0.2 + 0.7 * i / len(checks))
+            return MatchResult(False, {}, hit.path, hit.reason, 0.1 + 0.4 * i / len(queries))
         captures.update(hit.captures)
     chosen = connect.expect_protocol
     if chosen and chosen not in req.protocols:
         return _miss(f"the client did not offer subprotocol {chosen} (offered: "
-                     f"{' '.join(req.protocols) or 'none'})", "protocol", 0.9)
-    return MatchResult(True, captures)
+                     f"{' '.join(req.protocols) or 'none'})", "protocol", 0.5)
+    matched = 0
+    for key, template in connect.headers:
+        hit = _match_header(key, template, _header_values(req.headers, key),
+                            {**variables, **captures}, "request")
+        if hit.ok:
+            matched += 1
+            captures.update(hit.captures)
+    score = 0.6 + 0.4 * (matched / len(connect.headers) if connect.headers else 1.0)
+    return MatchResult(True, captures, score=score)
 
 
 def _match_query(key: str, template: str, values: list[str],

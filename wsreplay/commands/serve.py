@@ -1,0 +1,96 @@
+"""``wsreplay serve FILE...``: be the server of scenarios for real clients (a mock).
+
+Runs until interrupted; with ``--once``, until every scenario has run once, then exits 0
+(all passed) or 1. Exit 2 for a file or usage error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from ..errors import ScenarioError, UsageError
+from ..loader import load
+from ..program import Timing
+from ..serve import POLICY_VIOLATION, MockServer
+from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_var_option, parse_vars, print_error
+from .demo import parse_listen
+from .replay import duration_option, printer, timing_option, write_reports
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("serve", help="serve scenarios as a mock server",
+                       description="Play the server side of scenario files to any client "
+                                   "and check what the clients send.")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 8765),
+                   metavar="HOST:PORT", help="where to listen (default 127.0.0.1:8765; "
+                                             "port 0 picks a free one)")
+    p.add_argument("--once", action="store_true",
+                   help="exit when every scenario has run once: 0 if all passed, else 1")
+    p.add_argument("--timing", type=timing_option, default=Timing(True), metavar="MODE",
+                   help="recorded (default), fast or a scale factor")
+    add_var_option(p)
+    p.add_argument("--timeout", type=duration_option, default=5.0, metavar="DURATION",
+                   help="default deadline of an expectation (a file's `set timeout` wins)")
+    p.add_argument("--keep-open", action="store_true",
+                   help="do not close a deviating client's connection (default: 1008)")
+    p.add_argument("--json", metavar="PATH", help="write a JSON report when done")
+    p.add_argument("--junit", metavar="PATH", help="write a JUnit XML report when done")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    try:
+        variables = parse_vars(args.var)
+        scenarios = [load(name) for name in args.files]
+    except (UsageError, ScenarioError) as exc:
+        print_error(exc)
+        return EXIT_USAGE
+    except OSError as exc:
+        print_error(UsageError(str(exc)))
+        return EXIT_USAGE
+    try:
+        return asyncio.run(_serve(args, scenarios, variables))
+    except ScenarioError as exc:
+        print_error(exc)
+        return EXIT_USAGE
+
+
+async def _serve(args, scenarios, variables) -> int:
+    host, port = args.listen
+    show = printer(sys.stdout.isatty())
+    server = MockServer(scenarios, host=host, port=port, timing=args.timing,
+                        variables=variables, timeout=args.timeout, once=args.once,
+                        fail_close=None if args.keep_open else POLICY_VIOLATION,
+                        on_result=show)
+    try:
+        await server.start()
+    except OSError as exc:
+        print_error(UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}"))
+        return EXIT_USAGE
+    print(f"listening on {server.port}  (ws://{host}:{server.port}/, "
+          f"{len(scenarios)} scenario{'s' * (len(scenarios) != 1)})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    waits = [asyncio.ensure_future(stop.wait())]
+    if args.once:
+        waits.append(asyncio.ensure_future(server.wait_once()))
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+        await server.stop()
+    results = server.results
+    try:
+        write_reports(results, args.junit, args.json)
+    except OSError as exc:
+        print_error(UsageError(f"cannot write the report: {exc}"))
+        return EXIT_USAGE
+    failed = sum(not r.passed for r in results)
+    print(f"served {len(results)} run{'s' * (len(results) != 1)}, {failed} failed", flush=True)
+    return EXIT_OK if not failed and (results or not args.once) else EXIT_FAILED
