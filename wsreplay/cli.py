@@ -20,6 +20,7 @@ COMMANDS = [
     "wsreplay.commands.record",
     "wsreplay.commands.replay",
     "wsreplay.commands.serve",
+    "wsreplay.commands.connect",
     "wsreplay.commands.check",
     "wsreplay.commands.fmt",
     "wsreplay.commands.dump",

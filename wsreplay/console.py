@@ -1,0 +1,344 @@
+"""The interactive console's core (``wsreplay connect``): input lines → actions, wire traffic →
+a timed history in the scenario language, the history → a scenario file.
+
+Socket-free and clock-free. The shell (:mod:`wsreplay.commands.connect`) reads a line, asks
+:func:`parse_input` what it means, performs the returned action on a real connection, and tells
+the :class:`Session` every message that went over the wire (both directions) with its elapsed
+time; the session answers with the history line to print. :meth:`Session.scenario` turns the
+history into a model :class:`~wsreplay.model.Scenario` for :func:`wsreplay.writer.write`, with
+secrets redacted into ``env`` variables the same way the recorder does it
+(:class:`wsreplay.recorder.Redaction`, :func:`wsreplay.recorder.env_name`).
+
+So the console and the files speak one language, every history line is
+:func:`wsreplay.writer.format_event` applied to a model event: a literal ``{{`` received shows
+as ``{{'{{'}}``, exactly as it would be saved.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass, field
+from urllib.parse import unquote_plus
+
+import orjson
+
+from . import model as m
+from .messages import Kind, Message
+from .recorder import Redaction, env_name, escape_template, json_template
+from .writer import format_event
+
+MAX_CONTROL = 125  # a ping's payload, RFC 6455 5.5
+MAX_REASON = 123  # a close reason, after the two code bytes
+
+HELP = """\
+Type a line to send it as a text message, or a command:
+  /text TEXT          send TEXT as is (also: a line starting with // sends the rest after one /)
+  /json JSON          send JSON (checked first: nothing is sent when it does not parse)
+  /hex 00ff ...       send a binary message given in hex (spaces allowed)
+  /b64 AP8=           send a binary message given in base64
+  /ping [TEXT]        send a ping (the server's pong shows in the history)
+  /close [CODE [REASON]]  start the closing handshake (default 1000) and exit when it is done
+  /save FILE          write the session so far as a scenario file (secrets go to env variables)
+  /history            print the history again
+  /help               this text
+  /quit               close with 1000 and exit (as end of input does)"""
+
+
+# --- what a line means ------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``message`` (a text, binary or ping :class:`~wsreplay.messages.Message`)."""
+
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class CloseConn:
+    """Start the closing handshake with ``code`` and ``reason``."""
+
+    code: int = 1000
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Save:
+    """Write the session so far to ``path``."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Show:
+    """Print something: ``what`` is ``"history"`` or ``"help"``."""
+
+    what: str
+
+
+@dataclass(frozen=True, slots=True)
+class Nothing:
+    """A blank line: do nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """The line cannot be acted on; print ``message``, send nothing."""
+
+    message: str
+
+
+Action = Send | CloseConn | Save | Show | Nothing | Invalid
+
+
+def parse_input(line: str) -> Action:
+    """What one input line (without its newline) asks for. Never raises."""
+    if not line.strip():
+        return Nothing()
+    if line.startswith("//"):
+        return Send(Message.of_text(line[1:]))
+    if not line.startswith("/"):
+        return Send(Message.of_text(line))
+    word, _, rest = line[1:].partition(" ")
+    handler = _COMMANDS.get(word.lower())
+    if handler is None:
+        return Invalid(f"unknown command /{word}: /help lists them (/text {line} sends it as text)")
+    return handler(rest)
+
+
+def _json(rest: str) -> Action:
+    source = rest.strip()
+    if not source:
+        return Invalid("/json needs a JSON value, e.g. /json {\"type\":\"hello\"}")
+    try:
+        orjson.loads(source)
+    except orjson.JSONDecodeError as exc:
+        return Invalid(f"bad JSON: {exc}; nothing sent")
+    return Send(Message.of_text(source))
+
+
+def _hex(rest: str) -> Action:
+    try:
+        return Send(Message.of_binary(bytes.fromhex(rest)))
+    except ValueError:
+        return Invalid("bad hex: give pairs of hex digits, e.g. /hex 00ff10; nothing sent")
+
+
+def _b64(rest: str) -> Action:
+    try:
+        return Send(Message.of_binary(base64.b64decode(rest.strip(), validate=True)))
+    except (binascii.Error, ValueError):
+        return Invalid("bad base64; nothing sent")
+
+
+def _ping(rest: str) -> Action:
+    data = rest.encode("utf-8")
+    if len(data) > MAX_CONTROL:
+        return Invalid(f"a ping payload is at most {MAX_CONTROL} bytes; nothing sent")
+    return Send(Message.ping(data))
+
+
+def valid_close_code(code: int) -> bool:
+    """Whether an endpoint may put ``code`` in a close frame (RFC 6455 7.4)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def _close(rest: str) -> Action:
+    raw_code, _, reason = rest.strip().partition(" ")
+    if not raw_code:
+        return CloseConn()
+    if not raw_code.isdigit() or not valid_close_code(int(raw_code)):
+        return Invalid(f"bad close code {raw_code!r}: use 1000-1003, 1007-1014 or 3000-4999")
+    reason = reason.strip()
+    if len(reason.encode("utf-8")) > MAX_REASON:
+        return Invalid(f"a close reason is at most {MAX_REASON} bytes")
+    return CloseConn(int(raw_code), reason or None)
+
+
+def _save(rest: str) -> Action:
+    path = rest.strip()
+    return Save(path) if path else Invalid("/save needs a file name, e.g. /save session.wsr")
+
+
+def _no_argument(action: Action, name: str):
+    def handler(rest: str) -> Action:
+        return action if not rest.strip() else Invalid(f"/{name} takes no argument")
+    return handler
+
+
+_COMMANDS = {
+    "text": lambda rest: Send(Message.of_text(rest)),
+    "json": _json,
+    "hex": _hex,
+    "b64": _b64,
+    "ping": _ping,
+    "close": _close,
+    "save": _save,
+    "history": _no_argument(Show("history"), "history"),
+    "help": _no_argument(Show("help"), "help"),
+    "quit": _no_argument(CloseConn(), "quit"),
+}
+
+
+# --- wire messages → model payloads ------------------------------------------------------------
+
+_JSON_START = frozenset('{["-0123456789tfn')
+# JSON the writer could not put on a line as it is (raw CR and the separators some tools
+# split lines on) stays text; a trailing space would be lost on an inline payload.
+_NOT_JSON_LINE = re.compile(r"[\r\x85\u2028\u2029]")
+
+
+def payload_of(message: Message) -> m.Payload:
+    """The model payload standing for exactly ``message``: JSON text as ``json``, other text
+    as ``text`` (both as templates that render to the very same text), binary as ``hex``
+    (``b64`` beyond 64 bytes), invalid UTF-8 text as binary."""
+    kind = message.kind
+    if kind is Kind.TEXT:
+        try:
+            text = message.text
+        except UnicodeDecodeError:
+            return m.Binary(message.data, _notation(message.data))
+        return _text_payload(text)
+    if kind is Kind.BINARY:
+        return m.Binary(message.data, _notation(message.data))
+    if kind is Kind.PING:
+        return m.Ping(message.data)
+    if kind is Kind.PONG:
+        return m.Pong(message.data)
+    if kind is Kind.CLOSE:
+        return m.Close(message.code, message.reason or None) if message.code else m.Close()
+    return m.Drop()
+
+
+def _text_payload(text: str) -> m.Text | m.Json:
+    if text and text[0] in _JSON_START and not text[-1].isspace() \
+            and not _NOT_JSON_LINE.search(text):
+        try:
+            orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            return m.Json(json_template(text))
+    return m.Text(escape_template(text))
+
+
+def _notation(data: bytes) -> m.BinaryNotation:
+    return m.BinaryNotation.HEX if len(data) <= 64 else m.BinaryNotation.B64
+
+
+def at_of(elapsed: float) -> int:
+    """Seconds since the session started → an event's ``at``, in whole milliseconds (as
+    microseconds), so history lines read ``@1.250``."""
+    return max(0, round(elapsed * 1000)) * 1000
+
+
+# --- the session -----------------------------------------------------------------------------
+
+@dataclass
+class Session:
+    """One console connection and its history.
+
+    ``url``, ``query``, ``headers`` and ``protocols`` are what the user asked for (plain
+    values, not templates). The shell calls :meth:`opened` or :meth:`refused` once the
+    handshake is answered, then :meth:`add` for every message in either direction.
+    """
+
+    url: str
+    query: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    protocols: tuple[str, ...] = ()
+    name: str = "c1"
+    status: int | None = None
+    protocol: str | None = None
+    events: list[m.Event] = field(default_factory=list)
+
+    def opened(self, protocol: str | None) -> str:
+        """The handshake succeeded; returns the line to print."""
+        self.status, self.protocol = 101, protocol or None
+        chosen = f"protocol {protocol}" if protocol else "no protocol"
+        return f"# connected: status 101, {chosen}"
+
+    def refused(self, status: int, reason: str = "") -> str:
+        """The server answered the upgrade with ``status``; returns the line to print."""
+        self.status = status
+        return f"handshake refused: HTTP {status} {reason}".rstrip()
+
+    def add(self, side: m.Side, message: Message, elapsed: float) -> m.Event:
+        """Record ``message`` sent by ``side`` at ``elapsed`` seconds; returns the event
+        (print :func:`line` of it)."""
+        event = m.Event(self.name, side, payload_of(message), at_of(elapsed))
+        self.events.append(event)
+        return event
+
+    def history(self) -> list[str]:
+        """Every history line so far, in order."""
+        return [line(event) for event in self.events]
+
+    def scenario(self, redaction: Redaction = Redaction()) -> m.Scenario:
+        """The session so far as a scenario: a comment, the ``env`` lines of redacted values,
+        the ``conn`` step with its handshake lines, then every event with its ``@T``."""
+        secrets = _Secrets(self.name)
+        url, url_query = _redact_url(self.url, redaction, secrets)
+        query = url_query + tuple(
+            (k, _redact(k, v, redaction.enabled and k.lower() in redaction.query, secrets))
+            for k, v in self.query)
+        headers = tuple(
+            (k, _redact(k, v, redaction.enabled and k.lower() in redaction.headers, secrets))
+            for k, v in self.headers)
+        upgraded = self.status in (None, 101)
+        connect = m.Connect(
+            name=self.name, url=url, at=0, query=query, headers=headers,
+            protocols=self.protocols,
+            expect_status=None if upgraded else self.status,
+            expect_protocol=(self.protocol or "") if upgraded and self.protocols else None)
+        steps: list[m.Step] = [m.Comment(" saved by wsreplay connect")]
+        steps += [m.Env(name) for name in secrets.names.values()]
+        steps.append(connect)
+        steps += self.events
+        return m.Scenario(tuple(steps))
+
+
+def line(event: m.Event) -> str:
+    """The history line(s) of one event: ``@1.250 c1 < json {"type":"tick"}``."""
+    return format_event(event)
+
+
+class _Secrets:
+    """Variable names for redacted values: one per distinct (name, value), ``C1_TOKEN``,
+    ``C1_TOKEN_2``..."""
+
+    def __init__(self, conn: str):
+        self.conn = conn
+        self.names: dict[tuple[str, str], str] = {}
+
+    def name_for(self, base: str, value: str) -> str:
+        key = (base.lower(), value)
+        if key not in self.names:
+            stem = name = env_name(self.conn, base)
+            n = 1
+            while name in self.names.values():
+                n += 1
+                name = f"{stem}_{n}"
+            self.names[key] = name
+        return self.names[key]
+
+
+def _redact(name: str, value: str, secret: bool, secrets: _Secrets) -> str:
+    return "{{" + secrets.name_for(name, value) + "}}" if secret else escape_template(value)
+
+
+def _redact_url(url: str, redaction: Redaction, secrets: _Secrets):
+    """``url`` as a template, with secret query parameters moved to ``query`` lines."""
+    base, sep, raw_query = url.partition("?")
+    if not (sep and redaction.enabled):
+        return escape_template(url), ()
+    kept, moved = [], []
+    for part in raw_query.split("&"):
+        raw_key, eq, raw_value = part.partition("=")
+        key = unquote_plus(raw_key)
+        if eq and key.lower() in redaction.query and re.fullmatch(r"[^ \t=\r\n]+", key):
+            moved.append((key, _redact(key, unquote_plus(raw_value), True, secrets)))
+        else:
+            kept.append(part)
+    return escape_template(base + ("?" + "&".join(kept) if kept else "")), tuple(moved)
