@@ -19,8 +19,12 @@ import aiohttp
 from aiohttp import web
 from websockets.asyncio.server import serve as websockets_serve
 
+import pytest
+
 from wsreplay import model as m
 from wsreplay.parser import parse
+from wsreplay.proxy import ProxyConfig, RecordingProxy
+from wsreplay.recorder import Recorder, Redaction
 
 from .conftest import T
 
@@ -36,21 +40,24 @@ class ScriptedServer:
         self.path = ""
         self.protocol: str | None = None
         self.compress = None
-        self.refuse: tuple[int, str] | None = None
+        self.refuse: tuple[int, str, dict] | None = None  # answer upgrades with this
+        self.answer_headers: dict[str, str] = {"X-Upstream": "yes"}  # added to the 101
         self.ended = asyncio.Event()
         self.flood_sent = 0
+        self.requests = 0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
         if request.headers.get("Upgrade", "").lower() != "websocket":
             body = await request.read()
             return web.Response(text=f"http {request.method} {request.path_qs} {body.decode()}")
         if self.refuse:
-            status, text = self.refuse
-            return web.Response(status=status, text=text, headers={"WWW-Authenticate": "Bearer"})
+            status, text, headers = self.refuse
+            return web.Response(status=status, text=text, headers=headers)
         self.headers, self.path = dict(request.headers), request.path_qs
         options = {"max_msg_size": 0, **self.ws_options}
         ws = web.WebSocketResponse(autoping=False, autoclose=False, **options)
-        ws.headers["X-Upstream"] = "yes"
+        ws.headers.update(self.answer_headers)
         await ws.prepare(request)
         self.protocol, self.compress = ws.ws_protocol, ws.compress
         try:
@@ -178,3 +185,28 @@ async def until(predicate, timeout: float = T, what: str = "condition") -> None:
         if loop.time() > deadline:
             raise AssertionError(f"{what}: not within {timeout:.1f}s")
         await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def record(tmp_path):
+    """A factory: ``await record(target, **config) -> RecordingProxy`` writing
+    ``tmp_path/recN.wsr`` (``proxy.recorder.path``); every proxy is stopped at the end."""
+    proxies: list[RecordingProxy] = []
+
+    async def start(target: str, *, split: bool = False, redaction: Redaction | None = None,
+                    **config) -> RecordingProxy:
+        recorder = Recorder(tmp_path / f"rec{len(proxies)}.wsr", split=split,
+                            redaction=redaction or Redaction(), source=target)
+        proxy = RecordingProxy(ProxyConfig(target, port=0, **config), recorder)
+        await proxy.start()
+        proxies.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in proxies:
+        await proxy.stop()
+
+
+async def settled(proxy: RecordingProxy) -> None:
+    """Wait until the proxy has finished every connection (closing handshakes included)."""
+    await until(lambda: proxy.open_connections == 0, what="connections finished")
