@@ -200,13 +200,23 @@ class Sink:
     """
 
     def __init__(self, path: Path, header: str = HEADER):
-        self.path = path
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        self._fd: int | None = os.open(path, flags, 0o600)
+        self.path = Path(path)
         self._end = 0
         self.names: dict[tuple[str, str], str] = {}  # (configured name, secret) → variable
         self.t0 = 0.0
-        self.append(header)
+        # The file appears (never replacing one) only once its header is in: a hidden
+        # temporary name, then a hard link to the real one.
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        self._fd: int | None = os.open(tmp, flags, 0o600)
+        try:
+            self.append(header)
+            os.link(tmp, self.path)
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            os.unlink(tmp)
 
     def append(self, text: str) -> None:
         """Add ``text`` (whole lines) at the end of the file; raises OSError (disk full...)."""
