@@ -50,13 +50,16 @@ async def test_replay_reports_a_changed_field_with_path_line_and_inbox(tmp_path)
     async with aiohttp_server(echo_handler(seen)) as port:
         scenario = load_text(tmp_path, f"""
             conn a ws://127.0.0.1:{port}/
+            conn b ws://127.0.0.1:{port}/
             a > text x {{"price":2}}
+            b > text sync
+            b < text sync
             a < json {{"price":1}}
-        """)
+        """)  # b's echo comes after both of a's: they wait in a's inbox
         result = await replay_scenario(scenario)
     assert not result.passed
     report = render_result(result)
-    assert "s.wsr:4: a: the message differs at $.price: expected 1, got 2" in report
+    assert "s.wsr:7: a: the message differs at $.price: expected 1, got 2" in report, report
     assert 'a < json {"price":1}' in report and 'received instead:\n      a < json {"price":2}'\
         in report
     assert "also in a's inbox (1):" in report

@@ -1,9 +1,14 @@
 """Driving one :class:`~wsreplay.engine.Engine` with a real clock and real wires: the loop
 both shells share (the replay client and the mock server).
 
-The driver owns the engine's inputs: wires :meth:`deliver` messages and shells call
-:meth:`opened` / :meth:`attach`; :meth:`run` polls the engine, performs its actions and
-sleeps until something arrives or the engine's ``wake_at`` comes.
+The driver owns the engine's inputs: wires hand it messages (:meth:`on_message`), shells
+call :meth:`opened` / :meth:`attach`; :meth:`run` polls the engine, performs its actions
+and sleeps until something arrives or the engine's ``wake_at`` comes.
+
+For speed, a message is processed in the task that read it when the engine is idle (feed,
+poll, send the answers): no hand-off to the run's task, so an answer goes out in the same
+turn of the event loop. Only ending connections is left to the run's task, which a reader
+must not do to itself.
 """
 
 from __future__ import annotations
@@ -30,22 +35,40 @@ class Driver:
         self.engine = engine
         self.opener = opener
         self.wires: dict[str, Wire] = {}
+        self._loop = asyncio.get_running_loop()
         self._pending: deque = deque()
+        self._waiter: asyncio.Future | None = None
+        self._armed: float | None = None  # when the run's task will wake by itself
+        self._busy = False
+        self._closes: list[Close] = []  # left by readers for the run's task
         self._awaited: set[str] = set()  # connections being accepted: hold their sends
         self._held: list[Send] = []
-        self._waiter: asyncio.Future | None = None
-        self._loop = asyncio.get_running_loop()
 
-    # -- inputs (callable from any task of the loop) ----------------------------------
+    # -- inputs (from any task of the loop) ----------------------------------------------
 
     def _put(self, item: tuple) -> None:
         self._pending.append(item)
+        self._wake_run()
+
+    def _wake_run(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     def deliver(self, conn: str, msg: Message) -> None:
+        """A message arrived on ``conn``; the run's task processes it."""
         self._put(("message", conn, msg))
+
+    async def on_message(self, conn: str, msg: Message) -> None:
+        """A message arrived on ``conn``; processed right here when the engine is idle."""
+        self._pending.append(("message", conn, msg))
+        if self._busy:
+            return  # whoever is busy feeds it next
+        await self._step(inline=True)
+        wake = self.engine.wake_at
+        if self._closes or self.engine.done or (
+                wake is not None and (self._armed is None or wake < self._armed)):
+            self._wake_run()
 
     def opened(self, conn: str, handshake: Handshake, wire: Wire | None) -> None:
         """A client-side handshake ended (``wire`` None when no connection came of it)."""
@@ -67,31 +90,41 @@ class Driver:
         self.deliver(conn, Message.drop(reason))
 
     def poke(self) -> None:
-        """Make the loop poll the engine (something changed outside the queue)."""
+        """Make the run's task poll the engine (something changed outside the inputs)."""
         self._put(("poke",))
 
     # -- the loop ------------------------------------------------------------------------
 
     async def run(self) -> Result:
         """Drive the run to its end; the connections are finished when this returns."""
-        engine, loop = self.engine, self._loop
+        engine = self.engine
         try:
             while True:
-                actions = engine.poll(loop.time())
-                if actions:
-                    await self._perform(actions)
-                if engine.done:
+                await self._step()
+                if engine.done and not self._busy:
                     break
                 await self._wait()
-                self._feed()
-                if self._held and not self._awaited:
-                    held, self._held = self._held, []
-                    await self._perform(held)
         except asyncio.CancelledError:
-            engine.abort("the run was interrupted", loop.time())
-            await self._perform(engine.poll(loop.time()), grace=0.2)
+            engine.abort("the run was interrupted", self._loop.time())
+            await self._perform(engine.poll(self._loop.time()), grace=0.2)
             raise
         return engine.result
+
+    async def _step(self, inline: bool = False) -> None:
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            self._feed()
+            actions = self.engine.poll(self._loop.time())
+            if self._held and not self._awaited:
+                actions, self._held = self._held + actions, []
+            await self._perform(actions, inline=inline)
+            if not inline and self._closes:
+                closes, self._closes = self._closes, []
+                await self._perform(closes)
+        finally:
+            self._busy = False
 
     def _feed(self) -> None:
         engine, now = self.engine, self._loop.time()
@@ -104,32 +137,34 @@ class Driver:
                 _, conn, handshake, wire = item
                 if wire is not None:
                     self.wires[conn] = wire
-                    wire.start_reading(self.deliver)
+                    wire.start_reading(self.on_message)
                 engine.opened(conn, handshake, now)
             elif kind == "attach":
                 _, conn, wire = item
                 self._awaited.discard(conn)
                 self.wires[conn] = wire
-                wire.start_reading(self.deliver)
+                wire.start_reading(self.on_message)
 
     async def _wait(self) -> None:
-        if self._pending:
+        if self._pending or self._closes:
             return
         loop, wake = self._loop, self.engine.wake_at
         fut = self._waiter = loop.create_future()
         handle = None
         if wake is not None:
             handle = loop.call_at(wake - SPIN, _wake, fut)
+        self._armed = wake
         try:
             await fut
         finally:
-            self._waiter = None
+            self._waiter = self._armed = None
             if handle is not None:
                 handle.cancel()
-        if wake is not None and not self._pending:
+        if wake is not None and not self._pending and self.engine.wake_at == wake:
             _spin_until(loop, wake)
 
-    async def _perform(self, actions: list, grace: float | None = None) -> None:
+    async def _perform(self, actions: list, grace: float | None = None,
+                       inline: bool = False) -> None:
         closes: list[Awaitable] = []
         for action in actions:
             if isinstance(action, Send):
@@ -138,6 +173,9 @@ class Driver:
                 if self.opener is not None:
                     self.opener(action)
             elif isinstance(action, Close):
+                if inline:
+                    self._closes.append(action)
+                    continue
                 wire = self.wires.get(action.conn)
                 if wire is not None:
                     kw = {} if grace is None else {"grace": grace}

@@ -11,13 +11,13 @@ so the engine sees the exact bytes. A close frame we send first goes out with
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from aiohttp import WSMsgType
 
 from .messages import Kind, Message
 
-Deliver = Callable[[str, Message], None]
+Deliver = Callable[[str, Message], Awaitable[None]]
 GRACE = 2.0  # seconds to wait for the peer's close frame once ours is out
 
 
@@ -34,7 +34,7 @@ class Wire:
         self._reader: asyncio.Task | None = None
 
     def start_reading(self, deliver: Deliver) -> None:
-        """Read until the connection ends, passing every message to ``deliver``."""
+        """Read until the connection ends, awaiting ``deliver(conn, message)`` for each."""
         self._reader = asyncio.get_running_loop().create_task(self._read(deliver))
 
     async def _read(self, deliver: Deliver) -> None:
@@ -44,16 +44,16 @@ class Wire:
                 kind = msg.type
                 if kind is WSMsgType.TEXT:
                     data = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
-                    deliver(self.conn, Message(Kind.TEXT, data))
+                    await deliver(self.conn, Message(Kind.TEXT, data))
                 elif kind is WSMsgType.BINARY:
-                    deliver(self.conn, Message.of_binary(msg.data))
+                    await deliver(self.conn, Message.of_binary(msg.data))
                 elif kind is WSMsgType.PING:
-                    deliver(self.conn, Message.ping(msg.data))
+                    await deliver(self.conn, Message.ping(msg.data))
                 elif kind is WSMsgType.PONG:
-                    deliver(self.conn, Message.pong(msg.data))
+                    await deliver(self.conn, Message.pong(msg.data))
                 elif kind is WSMsgType.CLOSE:
                     self.close_received = True
-                    deliver(self.conn, Message.close(msg.data or None, msg.extra or ""))
+                    await deliver(self.conn, Message.close(msg.data or None, msg.extra or ""))
                     if self.close_sent:  # the closing handshake is complete
                         self._end_transport()
                     return  # aiohttp's next receive() would send a close frame itself
@@ -61,11 +61,11 @@ class Wire:
                     return  # our own close() interrupting the read
                 else:  # CLOSED or ERROR: the connection ended with no close frame
                     error = msg.data if kind is WSMsgType.ERROR else None
-                    deliver(self.conn, Message.drop(str(error) if error else "connection "
+                    await deliver(self.conn, Message.drop(str(error) if error else "connection "
                                                     "closed without a close frame"))
                     return
         except (ConnectionError, asyncio.TimeoutError) as exc:
-            deliver(self.conn, Message.drop(str(exc) or type(exc).__name__))
+            await deliver(self.conn, Message.drop(str(exc) or type(exc).__name__))
         finally:
             self.ended.set()
 
