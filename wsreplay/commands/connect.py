@@ -63,6 +63,8 @@ def run(args) -> int:
     try:
         session = _session(args)
         tls = _tls(args)
+        if not args.timeout > 0:
+            raise UsageError("--timeout must be a positive number of seconds")
         if args.save and Path(args.save).exists():
             raise UsageError(f"--save: {args.save} exists; choose another name")
     except UsageError as exc:
@@ -130,8 +132,10 @@ class _Console:
     # -- output --
 
     def out(self, text: str) -> None:
+        # On a terminal: wipe the prompt, print, and prompt again while input is wanted.
         prefix = "\r\x1b[K" if self.tty else ""
-        sys.stdout.write(prefix + text + "\n" + ("> " if self.tty else ""))
+        prompt = "> " if self.tty and self.ws is not None and not self.close_sent else ""
+        sys.stdout.write(prefix + text + "\n" + prompt)
         sys.stdout.flush()
 
     def err(self, text: str) -> None:
@@ -370,7 +374,11 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue:
             return False
 
     def pump() -> None:
-        fd, pending = sys.stdin.fileno(), b""
+        try:
+            fd, pending = sys.stdin.fileno(), b""
+        except (AttributeError, ValueError, OSError):  # no stdin at all: end of input
+            put(None)
+            return
         while True:
             try:
                 chunk = os.read(fd, 1 << 16)
