@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from wsreplay import model as m
 from wsreplay.engine import Close, Engine, Open, Send
 from wsreplay.errors import ScenarioError
 from wsreplay.messages import Handshake, Kind, Message

@@ -27,21 +27,19 @@ Which message an expectation consumes, and when a run ends, is ``docs/language.m
 
 from __future__ import annotations
 
-import enum
 import json
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from . import model as m
+from .connection import CAN_SEND, ENDED, Conn, S
 from .diagnose import closed_failure, leftover_failure, mismatch_failure, missing_failure
 from .errors import ScenarioError
 from .matchers import MatchResult, match_handshake, match_message, match_request
 from .messages import Handshake, Kind, Message, Request
 from .outcome import Failure, Result
-from .program import FAST, Flat, Timing, events_of, flatten, parse_duration
-from .template import (TemplateError, classify_json_string, json_strings, placeholders,
-                       render_json_source, render_json_value, render_text)
+from .program import FAST, Flat, Timing, check_lines, flatten, parse_duration
+from .template import TemplateError, render_json_source, render_json_value, render_text
 
 US = 1e-6
 DEFAULT_TIMEOUT = 5.0
@@ -95,53 +93,6 @@ class Answer:
     compress: bool
 
 
-# --- connections: every state change in one table -------------------------------------
-
-
-class State(enum.Enum):
-    IDLE = "idle"
-    CONNECTING = "connecting"
-    OPEN = "open"
-    CLOSE_SENT = "close sent"
-    CLOSE_RECEIVED = "close received"
-    CLOSED = "closed"
-    REFUSED = "refused"
-    DROPPED = "dropped"
-
-
-S = State
-TRANSITIONS: dict[tuple[State, str], State] = {
-    (S.IDLE, "connect"): S.CONNECTING,
-    (S.CONNECTING, "open"): S.OPEN,
-    (S.CONNECTING, "refuse"): S.REFUSED,
-    (S.IDLE, "open"): S.OPEN,  # the mock server accepts a client
-    (S.IDLE, "refuse"): S.REFUSED,
-    (S.OPEN, "send close"): S.CLOSE_SENT,
-    (S.OPEN, "receive close"): S.CLOSE_RECEIVED,
-    (S.CLOSE_SENT, "receive close"): S.CLOSED,
-    (S.CLOSE_RECEIVED, "send close"): S.CLOSED,
-    **{(s, "drop"): S.DROPPED for s in (S.CONNECTING, S.OPEN, S.CLOSE_SENT, S.CLOSE_RECEIVED)},
-    **{(s, "send drop"): S.DROPPED for s in (S.OPEN, S.CLOSE_SENT, S.CLOSE_RECEIVED)},
-}
-CAN_SEND = {S.OPEN, S.CLOSE_RECEIVED}
-ENDED = {S.CLOSED, S.REFUSED, S.DROPPED}
-
-
-@dataclass(slots=True)
-class Conn:
-    """One connection of the run: its ``conn`` line, state and inbox."""
-
-    connect: m.Connect
-    state: State = S.IDLE
-    inbox: deque = field(default_factory=deque)
-    handshake: Handshake | None = None
-    index: int = -1
-    close_sent: bool = False
-
-    def fire(self, event: str) -> None:
-        self.state = TRANSITIONS.get((self.state, event), self.state)
-
-
 class _Fail(Exception):
     def __init__(self, failure: Failure):
         self.failure = failure
@@ -183,7 +134,7 @@ class Engine:
         self._entered: float | None = None
         self._cur: dict[str, Any] = {}
         self._out: list[Action] = []
-        _check_lines(self.program, side)
+        check_lines(self.program, side)
 
     # -- feeding -------------------------------------------------------------------------
 
@@ -625,33 +576,3 @@ def _scenario_failure(step: Flat, exc: Exception) -> Failure:
     if target is not None and target.line:  # the error knows its own line
         step = m.Comment(message, pos=target)
     return Failure("scenario", message, step=step)
-
-
-def _check_lines(program: list[Flat], side: m.Side) -> None:
-    """Refuse, before the run, lines that can never work from this side."""
-    for step in program:
-        for event in events_of(step):
-            try:
-                _check_event(event, side)
-            except TemplateError as exc:
-                raise ScenarioError(exc.message, event.pos) from None
-
-
-def _check_event(event: m.Event, side: m.Side) -> None:
-    payload, sending = event.payload, event.side is side
-    if isinstance(payload, m.Regex) and sending:
-        raise TemplateError("a regex line only matches; it cannot be sent (write the text)")
-    if isinstance(payload, m.Text):
-        for ph in placeholders(payload.text):
-            if sending and ph.marker is not None:
-                raise TemplateError(f"a marker ({ph.marker}) cannot be sent: markers only "
-                                    "match", ph.start)
-    elif isinstance(payload, m.Json):
-        value = payload.value if payload.value is not None else json.loads(payload.source)
-        for _path, text in json_strings(value):
-            js = classify_json_string(text)
-            if sending and (js.kind == "marker" or (js.placeholder and js.placeholder.marker)):
-                raise TemplateError(f"a marker ({js.marker or js.placeholder.marker}) cannot "
-                                    "be sent: markers only match")
-            if js.kind == "template":
-                placeholders(js.text)

@@ -8,11 +8,14 @@ lines. Includes must already be expanded (``wsreplay.loader.load``).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
 from . import model as m
 from .errors import ScenarioError
+from .template import (TemplateError, classify_json_string, json_strings,
+                       placeholders)
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m)\Z")
 _UNIT_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000}
@@ -111,3 +114,34 @@ def events_of(step: Flat) -> tuple[m.Event, ...]:
     if isinstance(step, m.Unordered):
         return tuple(s for s in step.steps if isinstance(s, m.Event))
     return ()
+
+
+def check_lines(program: list[Flat], side: m.Side) -> None:
+    """Refuse, before the run, lines that can never work when playing ``side``: a regex or
+    a marker to send, an unknown marker anywhere; raises :class:`ScenarioError`."""
+    for step in program:
+        for event in events_of(step):
+            try:
+                _check_event(event, side)
+            except TemplateError as exc:
+                raise ScenarioError(exc.message, event.pos) from None
+
+
+def _check_event(event: m.Event, side: m.Side) -> None:
+    payload, sending = event.payload, event.side is side
+    if isinstance(payload, m.Regex) and sending:
+        raise TemplateError("a regex line only matches; it cannot be sent (write the text)")
+    if isinstance(payload, m.Text):
+        for ph in placeholders(payload.text):
+            if sending and ph.marker is not None:
+                raise TemplateError(f"a marker ({ph.marker}) cannot be sent: markers only "
+                                    "match", ph.start)
+    elif isinstance(payload, m.Json):
+        value = payload.value if payload.value is not None else json.loads(payload.source)
+        for _path, text in json_strings(value):
+            js = classify_json_string(text)
+            if sending and (js.kind == "marker" or (js.placeholder and js.placeholder.marker)):
+                raise TemplateError(f"a marker ({js.marker or js.placeholder.marker}) cannot "
+                                    "be sent: markers only match")
+            if js.kind == "template":
+                placeholders(js.text)
