@@ -625,3 +625,47 @@ def test_actions_are_plain_values():
     """)
     assert isinstance(run.actions[0], Open) and isinstance(run.actions[1], Send)
     assert run.actions[1].message == Message.ping(b"01")
+
+
+def test_serving_routes_by_headers_when_paths_are_equal():
+    run = Run("""
+        conn a ws://h/chat
+          header X-User: alice
+        conn b ws://h/chat
+          header X-User: bob
+        b < text for bob
+        a < text for alice
+    """, S)
+    run.connect("/chat", headers=[("x-user", "bob")])
+    assert run.sends() == []  # bob came first: routed to b, the run still waits for a
+    run.connect("/chat", headers=[("User-Agent", "curl")])  # no header matches: first line
+    assert run.sent_texts("b") == ["for bob"] and run.sent_texts("a") == ["for alice"]
+
+
+def test_a_silence_on_the_side_being_played_is_a_pause_in_recorded_timing():
+    source = """
+        conn a ws://h/
+        a > silence 300ms
+        a > text after
+    """
+    paced = Run(source, timing=RECORDED)
+    paced.at(299)
+    assert paced.sends() == []
+    paced.at(300)
+    assert paced.send_times() == [(300, "after")]
+    assert Run(source).send_times() == [(0, "after")]
+
+
+def test_lines_of_our_side_in_an_unordered_block_go_out_when_it_is_reached():
+    run = Run("""
+        conn a ws://h/
+        unordered
+          a > text q1
+          a < text r2
+          a > text q2
+          a < text r1
+        end
+    """)
+    assert run.sent_texts() == ["q1", "q2"]
+    run.recv("a", "r1", 1).recv("a", "r2", 2)
+    assert run.result.passed
