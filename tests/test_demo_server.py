@@ -197,11 +197,6 @@ def test_demo_server_command_rejects_a_bad_listen_address(listen, capsys):
     assert "--listen" in capsys.readouterr().err
 
 
-def test_demo_command_is_not_available_yet(capsys):
-    assert main(["demo"]) == 2
-    assert "not yet available" in capsys.readouterr().err
-
-
 def test_listen_address_forms():
     from wsreplay.commands.demo import parse_listen
 

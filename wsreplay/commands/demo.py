@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import signal
 import sys
+from pathlib import Path
 
 from ..demo_server import start_demo_server
 
@@ -34,6 +35,9 @@ def add_parser(subparsers) -> None:
     demo = subparsers.add_parser(
         "demo", help="record, replay and serve the sample chat, end to end",
         description="Record a session with the built-in sample server, replay it, serve it.")
+    demo.add_argument("--out", metavar="DIR",
+                      help="where to write the recording (default: scenarios/ if it exists, "
+                           "else the current folder)")
     demo.set_defaults(func=run_demo)
 
     server = subparsers.add_parser(
@@ -49,9 +53,16 @@ def add_parser(subparsers) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    print("wsreplay demo: not yet available (record, replay and serve are still being written);"
-          " try `wsreplay demo-server`", file=sys.stderr)
-    return EXIT_USAGE
+    from ..demo import run
+
+    out = Path(args.out) if args.out else (Path("scenarios") if Path("scenarios").is_dir()
+                                            else Path("."))
+    try:
+        ok = asyncio.run(run(out, lambda line: print(line, flush=True)))
+    except OSError as exc:
+        print(f"wsreplay demo: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0 if ok else 1
 
 
 def run_demo_server(args: argparse.Namespace) -> int:

@@ -1,0 +1,30 @@
+"""``wsreplay demo``, the README's first command: record, replay and serve, end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from wsreplay.loader import load
+
+from .conftest import T
+
+
+def test_demo_records_replays_and_serves(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "wsreplay", "demo", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=12 * T)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for step in ("1. starting", "2. a scripted client", "3. replaying", "4. serving"):
+        assert step in out
+    assert "PASS" in out and "the same as from the real server" in out and "demo passed" in out
+    files = list(tmp_path.glob("demo-chat-*.wsr"))
+    assert len(files) == 1 and str(files[0]) in out
+    assert os.stat(files[0]).st_mode & 0o777 == 0o600
+    scenario = load(files[0])
+    assert len(scenario.connections()) == 2
+    assert sum(1 for e in scenario.events() if e.conn == "c1") > 5
+    check = subprocess.run([sys.executable, "-m", "wsreplay", "check", str(files[0])],
+                           capture_output=True, text=True, timeout=6 * T)
+    assert check.returncode == 0, check.stderr
