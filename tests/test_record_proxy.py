@@ -13,38 +13,11 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
-from wsreplay.proxy import ProxyConfig, RecordingProxy
-from wsreplay.recorder import Recorder, Redaction
-
 from .conftest import T
-from .record_helpers import ScriptedServer, aiohttp_peer, events, load, until, websockets_echo
+from .record_helpers import (ScriptedServer, aiohttp_peer, events, load, record, settled,  # noqa: F401
+                             until, websockets_echo)
 
 MiB = 1 << 20
-
-
-@pytest.fixture
-async def record(tmp_path):
-    """A factory: ``await record(target, **config) -> RecordingProxy`` writing
-    ``tmp_path/recN.wsr`` (``proxy.recorder.path``); every proxy is stopped at the end."""
-    proxies: list[RecordingProxy] = []
-
-    async def start(target: str, *, split: bool = False, redaction: Redaction | None = None,
-                    **config) -> RecordingProxy:
-        recorder = Recorder(tmp_path / f"rec{len(proxies)}.wsr", split=split,
-                            redaction=redaction or Redaction(), source=target)
-        proxy = RecordingProxy(ProxyConfig(target, port=0, **config), recorder)
-        await proxy.start()
-        proxies.append(proxy)
-        return proxy
-
-    yield start
-    for proxy in proxies:
-        await proxy.stop()
-
-
-async def settled(proxy: RecordingProxy) -> None:
-    """Wait until the proxy has finished every connection (closing handshakes included)."""
-    await until(lambda: proxy.open_connections == 0, what="connections finished")
 
 
 def on_wire(payload) -> tuple:
