@@ -95,7 +95,10 @@ def render_failure(failure: Failure, side: m.Side, colour: bool = False) -> str:
         out.append("    " + paint(message_line(failure.conn, peer, failure.received), "red",
                                   colour))
     if failure.path and failure.reason and failure.kind not in ("leftover",):
-        out.append(f"  first difference at {failure.path}: {failure.reason}")
+        if failure.path.startswith("$"):
+            out.append(f"  first difference at {failure.path}: {failure.reason}")
+        else:  # text, bytes, handshake: the reason says where
+            out.append(f"  difference: {failure.reason}")
     if failure.later is not None:
         out.append(f"  {_where(failure.later.pos)} expects this message: the replies came "
                    "in another order than recorded")
