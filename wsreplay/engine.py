@@ -38,7 +38,8 @@ from .errors import ScenarioError
 from .matchers import MatchResult, match_handshake, match_message, match_request
 from .messages import Handshake, Kind, Message, Request
 from .outcome import Failure, Result
-from .program import FAST, Flat, Timing, check_lines, flatten, parse_duration
+from .parser import parse_duration
+from .program import FAST, Flat, Timing, check_lines, flatten
 from .template import TemplateError, render_json_source, render_json_value, render_text
 
 US = 1e-6

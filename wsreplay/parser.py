@@ -27,6 +27,7 @@ from .hints import hint_for
 
 _US = 1_000_000
 _UNITS = {"us": 1, "ms": 1000, "s": _US, "m": 60 * _US}
+_DURATION = re.compile(r"[0-9]+(\.[0-9]+)?(us|ms|s|m)")
 
 
 def _grammar_text() -> str:
@@ -62,18 +63,24 @@ def parse_time(raw: str, token: Token | None = None) -> int:
     return int(whole) * _US + int(frac.ljust(6, "0") or 0)
 
 
-def parse_duration(raw: str, token: Token | None = None) -> int:
-    """``250ms``, ``1.5s``, ``1m``, ``100us`` → microseconds."""
-    for unit in ("us", "ms", "s", "m"):
-        if raw.endswith(unit):
-            number = raw[: -len(unit)]
-            break
-    scale = _UNITS[unit]
-    whole, _, frac = number.partition(".")
-    total = int(whole) * scale + (int(frac) * scale) // (10 ** len(frac)) if frac else int(whole) * scale
-    if frac and (int(frac) * scale) % (10 ** len(frac)):
-        _fail("a duration must be a whole number of microseconds", token)
-    return total
+def parse_duration(raw: str) -> int:
+    """``250ms``, ``1.5s``, ``1m``, ``100us`` → microseconds; ValueError for anything else."""
+    hit = _DURATION.fullmatch(raw)
+    if hit is None:
+        raise ValueError(f"bad duration {raw!r} (write 250ms, 2s, 1.5s, 1m or 100us)")
+    scale = _UNITS[hit.group(2)]
+    whole, _, frac = raw[: hit.start(2)].partition(".")
+    exact, rest = divmod(int(frac or 0) * scale, 10 ** len(frac))
+    if rest:
+        raise ValueError(f"bad duration {raw!r}: not a whole number of microseconds")
+    return int(whole) * scale + exact
+
+
+def _duration(raw: str, token: Token | None) -> int:
+    try:
+        return parse_duration(raw)
+    except ValueError as exc:
+        raise _Fail(str(exc), token) from None
 
 
 def _text_value(token: Token | None) -> str:
@@ -190,7 +197,7 @@ class _Build(Transformer):
         name, value, nl = c
         key, val = str(name), str(value)
         if key == "timeout":
-            parse_duration(val, value) if _is_duration(val) else _fail(
+            _duration(val, value) if _is_duration(val) else _fail(
                 "set timeout takes a duration such as 5s or 500ms", value)
         elif key == "leftover":
             if val not in ("fail", "warn"):
@@ -301,7 +308,7 @@ class _Build(Transformer):
             payload = getattr(self, kind)([value])[0]
         event = m.Event(conn, _SIDES[side], payload,
                         None if at is None else parse_time(at, tok),
-                        None if within is None else parse_duration(within, tok),
+                        None if within is None else _duration(within, tok),
                         m.Pos(self.path, tok.line, tok.column))
         return [event, nl]
 
@@ -348,7 +355,7 @@ class _Build(Transformer):
         return (m.Drop(),)
 
     def silence(self, c):
-        return (m.Silence(parse_duration(str(c[0]), c[0])),)
+        return (m.Silence(_duration(str(c[0]), c[0])),)
 
 
 _SIDES = {">": m.Side.CLIENT, "<": m.Side.SERVER}
@@ -373,7 +380,7 @@ _EVENT_LINE = re.compile(
 
 
 def _within(token: Token | None) -> int | None:
-    return parse_duration(token.split()[1], token) if token is not None else None
+    return _duration(token.split()[1], token) if token is not None else None
 
 
 def _control(c) -> bytes:
@@ -389,9 +396,6 @@ def _control(c) -> bytes:
     if len(data) > 125:
         _fail("a control frame payload is at most 125 bytes", first)
     return data
-
-
-_DURATION = re.compile(r"[0-9]+(\.[0-9]+)?(us|ms|s|m)")
 
 
 def _is_duration(raw: str) -> bool:

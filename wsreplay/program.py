@@ -9,25 +9,12 @@ lines. Includes must already be expanded (``wsreplay.loader.load``).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 
 from . import model as m
 from .errors import ScenarioError
 from .template import (TemplateError, classify_json_string, json_strings,
                        placeholders)
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m)\Z")
-_UNIT_US = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000}
-
-
-def parse_duration(text: str) -> int:
-    """``"250ms"`` -> 250000 (microseconds); raises ``ValueError``."""
-    hit = _DURATION.match(text.strip())
-    if hit is None:
-        raise ValueError(f"bad duration {text!r} (write 250ms, 2s, 1.5s, 1m or 100us)")
-    return round(float(hit.group(1)) * _UNIT_US[hit.group(2)])
-
 
 @dataclass(frozen=True, slots=True)
 class Timing:

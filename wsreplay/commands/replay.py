@@ -27,7 +27,7 @@ def timing_option(value: str) -> Timing:
 def duration_option(value: str) -> float:
     import argparse
 
-    from ..program import parse_duration
+    from ..parser import parse_duration
 
     try:
         return parse_duration(value) / 1e6
