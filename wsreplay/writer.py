@@ -7,7 +7,10 @@ from its content, so the same scenario always gives the same text.
 
 from __future__ import annotations
 
-import base64
+try:  # SIMD base64 when installed: big binary messages are most of what recording costs
+    from pybase64 import b64encode as _b64encode
+except ImportError:  # pragma: no cover
+    from base64 import b64encode as _b64encode
 import re
 
 import orjson
@@ -94,7 +97,7 @@ def format_payload(p: m.Payload) -> str:
     if isinstance(p, m.Binary):
         if p.notation is m.BinaryNotation.HEX:
             return _kind("hex", p.data.hex())
-        return _kind("b64", base64.b64encode(p.data).decode("ascii"))
+        return _kind("b64", _b64encode(p.data).decode("ascii"))
     if isinstance(p, m.File):
         return f"file {p.path}"
     if isinstance(p, (m.Ping, m.Pong)):

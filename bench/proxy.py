@@ -1,0 +1,323 @@
+"""How fast is ``wsreplay record``? Echo load direct, through it (recording on) and through mitmproxy.
+
+Every row runs the same load generator (this process, aiohttp on uvloop) against the same echo
+server (a subprocess, aiohttp on uvloop); only what sits between them changes:
+
+* ``direct``: nothing;
+* ``wsreplay``: ``python -m wsreplay record`` writing its scenario file (a fresh one per run);
+* ``relay``: a plain aiohttp relay with no recording, for reference (the ceiling of this design);
+* ``mitmproxy``: ``mitmdump --mode reverse:http://...``, the tool users would otherwise pick.
+
+Rounds alternate the modes (rotating their order) and the medians are reported:
+
+* throughput, 64-byte messages over 50 connections, one message in flight on each;
+* throughput, 64 KiB messages over 8 connections;
+* added latency, one connection, one 64-byte message in flight: p50 and p99 of the round trip
+  through the proxy minus direct;
+* memory: the proxy's resident memory per open idle connection, and with 1,000 connections.
+
+mitmproxy is kept out of the project's environment (its pinned dependencies would clash)::
+
+    python3.12 -m venv /work/venv-mitm && /work/venv-mitm/bin/pip install mitmproxy
+
+or set ``MITMDUMP`` to a ``mitmdump`` executable. Without it the mitmproxy rows are skipped with a
+message. Run::
+
+    /work/venv/bin/python bench/proxy.py [--rounds 3] [--seconds 3] [--only wsreplay,direct]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover
+    uvloop = None
+
+HERE = Path(__file__).resolve()
+REPO = HERE.parent.parent
+MITMDUMP = os.environ.get("MITMDUMP") or shutil.which("mitmdump") or "/work/venv-mitm/bin/mitmdump"
+MODES = ("direct", "wsreplay", "relay", "mitmproxy")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+# --- the processes --------------------------------------------------------------------------
+
+async def _echo(request: web.BaseRequest) -> web.StreamResponse:
+    ws = web.WebSocketResponse(max_msg_size=0, compress=False)
+    await ws.prepare(request)
+    async for msg in ws:
+        if msg.type is aiohttp.WSMsgType.BINARY:
+            await ws.send_bytes(msg.data)
+        elif msg.type is aiohttp.WSMsgType.TEXT:
+            await ws.send_str(msg.data)
+    return ws
+
+
+async def _relay(target: str, request: web.BaseRequest) -> web.StreamResponse:
+    """A plain aiohttp relay: the reference point without recording."""
+    session = request.app_session  # type: ignore[attr-defined]
+    upstream = await session.ws_connect(target + request.path_qs, autoping=False,
+                                        autoclose=False, max_msg_size=0)
+    client = web.WebSocketResponse(autoping=False, autoclose=False, max_msg_size=0)
+    await client.prepare(request)
+
+    async def pump(src, dst):
+        while True:
+            msg = await src.receive()
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                            aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSING):
+                await dst.close()
+                return
+            await dst.send_frame(msg.data if isinstance(msg.data, bytes) else msg.data.encode(),
+                                 msg.type)
+
+    await asyncio.gather(pump(client, upstream), pump(upstream, client), return_exceptions=True)
+    return client
+
+
+async def _serve(kind: str, port: int, target: str | None) -> None:
+    if kind == "relay":
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
+        async def handler(request):
+            request.app_session = session
+            return await _relay(target, request)
+    else:
+        handler = _echo
+    runner = web.ServerRunner(web.Server(handler, access_log=None))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=2048).start()
+    print(f"listening on {port}", flush=True)
+    await asyncio.Event().wait()
+
+
+class Process:
+    """A subprocess that listens on ``port``; its output goes to a log file."""
+
+    def __init__(self, args: list[str], port: int, workdir: Path, name: str):
+        self.port, self.name = port, name
+        self.log = workdir / f"{name}.log"
+        with open(self.log, "wb") as log:
+            self.popen = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        deadline = time.monotonic() + 20
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if self.popen.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start:\n{self.log.read_text()[-2000:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGINT)
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def start(mode: str, echo_port: int, workdir: Path, run: int) -> Process:
+    port = free_port()
+    python = sys.executable
+    if mode == "wsreplay":
+        out = workdir / f"bench-{run}.wsr"
+        args = [python, "-m", "wsreplay", "record", "--target", f"ws://127.0.0.1:{echo_port}",
+                "--listen", f"127.0.0.1:{port}", "--out", str(out), "-q", "--max-size", "1MiB"]
+    elif mode == "relay":
+        args = [python, str(HERE), "--serve", "relay", str(port), f"ws://127.0.0.1:{echo_port}"]
+    elif mode == "mitmproxy":
+        args = [MITMDUMP, "--mode", f"reverse:http://127.0.0.1:{echo_port}", "--listen-host",
+                "127.0.0.1", "--listen-port", str(port), "-q"]
+    else:
+        raise ValueError(mode)
+    return Process(args, port, workdir, f"{mode}-{run}")
+
+
+# --- the load ---------------------------------------------------------------------------------
+
+async def throughput(port: int, conns: int, size: int, seconds: float) -> float:
+    """Round trips per second, ``conns`` connections each with one ``size``-byte message in
+    flight, counted over ``seconds`` after a short warm-up."""
+    payload = os.urandom(size)
+    count = 0
+    stop = False
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        sockets = [await session.ws_connect(f"ws://127.0.0.1:{port}/load", max_msg_size=0)
+                   for _ in range(conns)]
+
+        async def loop(ws):
+            nonlocal count
+            while not stop:
+                await ws.send_bytes(payload)
+                msg = await ws.receive()
+                assert len(msg.data) == size, msg
+                count += 1
+
+        tasks = [asyncio.create_task(loop(ws)) for ws in sockets]
+        await asyncio.sleep(min(0.5, seconds / 4))
+        first, started = count, time.perf_counter()
+        await asyncio.sleep(seconds)
+        done, elapsed = count - first, time.perf_counter() - started
+        stop = True
+        await asyncio.gather(*tasks)
+        for ws in sockets:
+            await ws.close()
+    return done / elapsed
+
+
+async def latencies(port: int, n: int) -> list[float]:
+    """Round-trip times (seconds) of ``n`` 64-byte messages, one in flight."""
+    payload = b"x" * 64
+    out = []
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"ws://127.0.0.1:{port}/latency") as ws:
+            for i in range(n + n // 10):
+                t0 = time.perf_counter()
+                await ws.send_bytes(payload)
+                await ws.receive()
+                if i >= n // 10:
+                    out.append(time.perf_counter() - t0)
+    return out
+
+
+async def memory(port: int, pid: int, n: int) -> tuple[int, int]:
+    """The process's resident KiB before and with ``n`` open idle connections."""
+    await asyncio.sleep(0.3)
+    before = rss_kib(pid)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        sockets = []
+        for _ in range(n):
+            ws = await session.ws_connect(f"ws://127.0.0.1:{port}/idle")
+            await ws.send_bytes(b"hi")
+            await ws.receive()
+            sockets.append(ws)
+        await asyncio.sleep(0.5)
+        after = rss_kib(pid)
+        await asyncio.gather(*(ws.close() for ws in sockets))
+    return before, after
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+# --- the bench --------------------------------------------------------------------------------
+
+async def bench(args) -> None:
+    modes = [m for m in args.only.split(",") if m in MODES] if args.only else list(MODES)
+    if "mitmproxy" in modes and not Path(MITMDUMP).exists() and not shutil.which(MITMDUMP):
+        print(f"mitmproxy: skipped, no mitmdump at {MITMDUMP} (see this file's docstring)")
+        modes.remove("mitmproxy")
+    workdir = Path(tempfile.mkdtemp(prefix="wsreplay-bench-", dir=args.dir))
+    echo_port = free_port()
+    echo = Process([sys.executable, str(HERE), "--serve", "echo", str(echo_port)], echo_port,
+                   workdir, "echo")
+    small, big, lat, mem = ({m: [] for m in modes} for _ in range(4))
+    try:
+        for rnd in range(args.rounds):
+            order = modes[rnd % len(modes):] + modes[: rnd % len(modes)]
+            for mode in order:
+                proc = None if mode == "direct" else start(mode, echo_port, workdir, rnd)
+                port = proc.port if proc else echo_port
+                try:
+                    small[mode].append(await throughput(port, 50, 64, args.seconds))
+                    big[mode].append(await throughput(port, 8, 64 * 1024, args.seconds))
+                    lat[mode].extend(await latencies(port, args.latency_n))
+                    if rnd == 0 and proc is not None:
+                        mem[mode].append(await memory(port, proc.popen.pid, args.conns))
+                finally:
+                    if proc:
+                        proc.stop()
+                for f in workdir.glob("bench-*.wsr"):
+                    f.unlink()
+                print(f"round {rnd + 1} {mode:9s} 64B×50: {small[mode][-1]:9.0f}/s  "
+                      f"64KiB×8: {big[mode][-1]:7.0f}/s", flush=True)
+    finally:
+        echo.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    report(modes, small, big, lat, mem, args)
+
+
+def report(modes, small, big, lat, mem, args) -> None:
+    med = {m: (statistics.median(small[m]), statistics.median(big[m])) for m in modes}
+    d_small, d_big = med["direct"] if "direct" in med else (None, None)
+    d50, d99 = (pct(lat["direct"], 0.5), pct(lat["direct"], 0.99)) if "direct" in lat else (0, 0)
+    print(f"\n{args.rounds} rounds of {args.seconds:g}s, medians; ratios against direct; "
+          f"{os.cpu_count()} CPUs")
+    print("| mode | 64 B × 50 conns (msg/s) | ratio | 64 KiB × 8 conns (msg/s) | ratio "
+          "| added p50 | added p99 | RSS per idle conn | RSS with 1,000 conns |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for m in modes:
+        s, b = med[m]
+        ratio_s = f"{s / d_small:.2f}" if d_small else "-"
+        ratio_b = f"{b / d_big:.2f}" if d_big else "-"
+        p50 = (pct(lat[m], 0.5) - d50) * 1e3
+        p99 = (pct(lat[m], 0.99) - d99) * 1e3
+        added = "-" if m == "direct" else f"{p50:.3f} ms"
+        added99 = "-" if m == "direct" else f"{p99:.3f} ms"
+        if mem.get(m):
+            before, after = mem[m][0]
+            per, total = f"{(after - before) / args.conns:.1f} KiB", f"{after / 1024:.1f} MiB"
+        else:
+            per = total = "-"
+        print(f"| {m} | {s:.0f} | {ratio_s} | {b:.0f} | {ratio_b} | {added} | {added99} "
+              f"| {per} | {total} |")
+    if "wsreplay" in med and "mitmproxy" in med:
+        print(f"\nwsreplay / mitmproxy, 64 B × 50: {med['wsreplay'][0] / med['mitmproxy'][0]:.1f}×; "
+              f"64 KiB: {med['wsreplay'][1] / med['mitmproxy'][1]:.1f}×")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--latency-n", type=int, default=3000)
+    parser.add_argument("--conns", type=int, default=1000, help="connections for the memory row")
+    parser.add_argument("--only", help=f"comma-separated modes out of {','.join(MODES)}")
+    parser.add_argument("--dir", help="folder for the recordings (default: the system temp)")
+    parser.add_argument("--serve", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1,000 connections need fds
+    run = uvloop.run if uvloop else asyncio.run
+    if args.serve:
+        kind, port, *target = args.serve
+        run(_serve(kind, int(port), target[0] if target else None))
+    else:
+        run(bench(args))
+
+
+if __name__ == "__main__":
+    main()
