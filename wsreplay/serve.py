@@ -6,6 +6,8 @@ clients at once each get their own run, and a scenario with several connections 
 as one run when its clients connect. The handshake is answered as recorded (status,
 subprotocol, headers, refused upgrades). A client that deviates gets its run's report (via
 ``on_result``) and, by default, its connections closed with 1008 and a short reason.
+With ``static``, plain HTTP GETs are answered with that folder's files, so a web app whose
+page and WebSocket come from one origin can be opened against the mock.
 
 :class:`MockServer` is the API (``start()``, ``port``, ``stop()``, ``wait_once()``).
 """
@@ -79,6 +81,8 @@ class MockServer:
     ``conn`` line); :attr:`results` keeps them all. With ``once``, :meth:`wait_once`
     returns when every scenario has run once. ``fail_close`` is the close code for a
     deviating client (None: leave its connections open until the client closes them).
+    ``static`` is a folder whose files answer plain HTTP GETs (``/`` gives ``index.html``;
+    nothing outside it is served); without it they get 426.
     Raises :class:`~wsreplay.errors.ScenarioError` when a scenario cannot be served.
     """
 
@@ -87,8 +91,10 @@ class MockServer:
                  variables: Mapping[str, Any] | None = None,
                  env: Mapping[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT,
                  fail_close: int | None = POLICY_VIOLATION, once: bool = False,
-                 on_result: Callable[[Result], None] | None = None):
+                 on_result: Callable[[Result], None] | None = None,
+                 static: str | os.PathLike | None = None):
         self.host, self._port = host, port
+        self.static = Path(static).resolve() if static is not None else None
         self.timing, self.variables, self.timeout = timing, dict(variables or {}), timeout
         self.env = os.environ if env is None else env
         self.fail_close, self.once, self.on_result = fail_close, once, on_result
@@ -169,6 +175,8 @@ class MockServer:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get(hdrs.UPGRADE, "").lower() != "websocket":
+            if self.static is not None:
+                return self._static_file(request)
             return web.Response(status=426, text="wsreplay mock server: WebSocket only\n")
         req = request_of(request)
         run, index, hit = self._route(req)
@@ -195,6 +203,19 @@ class MockServer:
         run.driver.attach(answer.conn, Wire(answer.conn, ws, _server_end(request)))
         await asyncio.shield(run.task)  # the connection lives as long as its run
         return ws
+
+    def _static_file(self, request: web.Request) -> web.StreamResponse:
+        try:
+            target = (self.static / request.match_info["tail"]).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            # resolve() has followed every ``..`` and symlink: what is not inside stays unserved
+            found = target.is_relative_to(self.static) and target.is_file()
+        except (OSError, ValueError):  # a name the file system cannot hold (a NUL byte...)
+            found = False
+        if not found:
+            return web.Response(status=404, text="wsreplay mock server: no such file\n")
+        return web.FileResponse(target)
 
     def _reject(self, request: web.Request, req: Request,
                 miss: MatchResult | None) -> web.Response:

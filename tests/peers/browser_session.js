@@ -2,7 +2,7 @@
 // A real browser (Debian's chromium, driven by playwright-core) using wsreplay's demo chat page,
 // as a person would: an independent peer for wsreplay's browser tests.
 //
-//   node browser_session.js URL [--user NAME] [--say TEXT]... [--subscribe]...
+//   node browser_session.js URL [--user NAME] [--say TEXT]... [--subscribe]... [--leave]
 //                           [--screenshot PATH] [--timeout SECONDS] [--chromium PATH]
 //
 // Opens URL (the page of `wsreplay demo-server`, wherever it is served from), types NAME into the
@@ -11,13 +11,18 @@
 //                  carrying TEXT;
 //   --subscribe    clicks "Subscribe BTC", waits for 3 more "tick" messages (the server's burst).
 // Every wait watches what the page shows in its log, so what is checked is what a person sees.
-// Then it takes the screenshot (when asked) and closes the page as a person closes a tab.
+// With --leave it then ends the chat with the call the page itself makes before reconnecting,
+// ws.close(1000, "bye") (the page has no leave button), and waits for the page to show
+// "closed 1000". Then it takes the screenshot (when asked) and closes the page as a person
+// closes a tab (chromium then sends close 1001 on a socket still open, and ends the TCP
+// connection without waiting for the answer).
 //
 // Every stdout line is one JSON event:
 //   {"event":"page","status":200}                      the page loaded (HTTP status)
 //   {"event":"log","dir":">"|"<","data":"..."}          one line of the page's chat log, in order
 //                                                      (">": the page sent it, "<": it received it)
 //   {"event":"state","state":"connected"}              the page's connection state at the end
+//                                                      ("closed 1000" after --leave)
 //   {"event":"screenshot","path":"..."}                {"event":"closed"} the page was closed
 //   {"event":"error","message":"..."}                  something did not happen in time
 // The log and state lines come once, after the steps (or after the failure).
@@ -62,6 +67,7 @@ function parseArgs(argv) {
     if (a === '--user') opts.user = next();
     else if (a === '--say') opts.steps.push({ say: next() });
     else if (a === '--subscribe') opts.steps.push({ subscribe: true });
+    else if (a === '--leave') opts.leave = true;
     else if (a === '--screenshot') opts.screenshot = next();
     else if (a === '--timeout') opts.timeout = Number(next());
     else if (a === '--chromium') opts.chromium = next();
@@ -139,6 +145,18 @@ class Session {
     await this.page.click('#sub');
     await this.waitFor({ type: 'tick', count: before + TICKS }, `${TICKS} ticks`);
   }
+
+  async leave() {
+    await this.page.evaluate(() => ws.close(1000, 'bye')); // eslint-disable-line no-undef
+    const left = this.deadline - Date.now();
+    try {
+      await this.page.waitForFunction(
+        () => document.getElementById('state').textContent.startsWith('closed'), null,
+        { timeout: Math.max(left, 1), polling: 20 });
+    } catch (err) {
+      throw new Error('leaving: the page never showed its WebSocket closed');
+    }
+  }
 }
 
 async function report(page) {
@@ -184,6 +202,7 @@ async function drive(page, opts, deadline) {
       if (step.say !== undefined) await session.say(step.say);
       else await session.subscribe();
     }
+    if (opts.leave) await session.leave();
   } catch (err) {
     failure = err.message;
   }

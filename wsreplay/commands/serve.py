@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from pathlib import Path
 
 from ..errors import ScenarioError, UsageError
 from ..loader import load
@@ -36,6 +37,9 @@ def add_parser(sub) -> None:
                    help="default deadline of an expectation (a file's `set timeout` wins)")
     p.add_argument("--keep-open", action="store_true",
                    help="do not close a deviating client's connection (default: 1008)")
+    p.add_argument("--static", metavar="DIR",
+                   help="answer plain HTTP GETs with this folder's files (a web app's page, "
+                        "from the same origin as the mock)")
     p.add_argument("--json", metavar="PATH", help="write a JSON report when done")
     p.add_argument("--junit", metavar="PATH", help="write a JUnit XML report when done")
     p.set_defaults(func=run)
@@ -45,6 +49,8 @@ def run(args) -> int:
     try:
         variables = parse_vars(args.var)
         scenarios = [load(name) for name in args.files]
+        if args.static is not None and not Path(args.static).is_dir():
+            raise UsageError(f"--static {args.static}: no such folder")
     except (UsageError, ScenarioError) as exc:
         print_error(exc)
         return EXIT_USAGE
@@ -64,7 +70,7 @@ async def _serve(args, scenarios, variables) -> int:
     server = MockServer(scenarios, host=host, port=port, timing=args.timing,
                         variables=variables, timeout=args.timeout, once=args.once,
                         fail_close=None if args.keep_open else POLICY_VIOLATION,
-                        on_result=show)
+                        on_result=show, static=args.static)
     try:
         await server.start()
     except OSError as exc:
