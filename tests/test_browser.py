@@ -18,6 +18,7 @@ Locally a missing chromium or playwright-core skips these tests; under CI they f
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -50,10 +51,10 @@ def browser(node_peers) -> Path:
     return SCRIPT
 
 
-def start(args: list, procs: list[Proc], ready: bool = True) -> Proc:
+def start(args: list, procs: list[Proc], ready: bool = True, env=None) -> Proc:
     """Start ``args`` (into ``procs``, which the caller stops); with ``ready``, wait for its
     ``listening on PORT`` line and set ``proc.port``."""
-    proc = Proc([str(a) for a in args], stdin=False)
+    proc = Proc([str(a) for a in args], stdin=False, env=env)
     procs.append(proc)
     if ready:
         proc.port = int(READY.search(proc.wait_line(READY.search)).group(1))
@@ -80,9 +81,12 @@ class Session:
         return next((e[key] for e in self.events if e["event"] == event), None)
 
 
-def run_browser(script: Path, url: str, procs: list[Proc], *args) -> Session:
-    """Run one browser session on ``url`` to its end (bounded)."""
-    proc = start(["node", script, url, "--timeout", f"{3 * T:.1f}", *args], procs, ready=False)
+def run_browser(script: Path, url: str, procs: list[Proc], tmp: Path, *args) -> Session:
+    """Run one browser session on ``url`` to its end (bounded); chromium's fresh profile goes
+    under ``tmp``, so even a killed session leaves nothing elsewhere."""
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    proc = start(["node", script, url, "--timeout", f"{3 * T:.1f}", *args], procs, ready=False,
+                 env=env)
     code = proc.wait(4 * T)
     return Session(code, proc.events(), proc)
 
@@ -123,8 +127,8 @@ def recording(browser, tmp_path_factory) -> Recording:
         proxy = start(wsreplay("record", "--target", f"ws://127.0.0.1:{demo.port}",
                                "--listen", f"127.0.0.1:{port}", "--out", folder / "chat.wsr",
                                "--allow-origin", f"http://127.0.0.1:{port}"), procs)
-        session = run_browser(browser, f"http://127.0.0.1:{port}/", procs, *CHAT, "--leave",
-                              "--screenshot", folder / "recorded.png")
+        session = run_browser(browser, f"http://127.0.0.1:{port}/", procs, folder, *CHAT,
+                              "--leave", "--screenshot", folder / "recorded.png")
         stop_recording(proxy)
         yield Recording(folder / "chat.wsr", session, port, proxy, folder)
     finally:
@@ -158,6 +162,7 @@ def test_the_browser_chats_through_record_and_the_file_holds_what_the_page_showe
 
 
 def test_the_browser_recording_replays_against_a_fresh_demo_server(recording):
+    assert recording.session.code == 0, "the recorded session failed: see the first test"
     procs: list[Proc] = []
     try:
         demo = start(wsreplay("demo-server", "--listen", "127.0.0.1:0", "--deterministic"),
@@ -172,6 +177,7 @@ def test_the_browser_recording_replays_against_a_fresh_demo_server(recording):
 
 def test_serve_plays_the_recording_to_the_browser_which_shows_the_same_messages(
         recording, browser, tmp_path):
+    assert recording.session.code == 0, "the recorded session failed: see the first test"
     # The page a user's web app would ship, in a folder of its own: `serve --static` gives it
     # the mock's origin, so its WebSocket (location.host) reaches the mock.
     site = tmp_path / "site"
@@ -181,7 +187,7 @@ def test_serve_plays_the_recording_to_the_browser_which_shows_the_same_messages(
     try:
         mock = start(wsreplay("serve", recording.path, "--listen", "127.0.0.1:0", "--once",
                               "--static", site), procs)
-        session = run_browser(browser, f"http://127.0.0.1:{mock.port}/", procs, *CHAT,
+        session = run_browser(browser, f"http://127.0.0.1:{mock.port}/", procs, tmp_path, *CHAT,
                               "--leave", "--screenshot", tmp_path / "served.png")
         assert session.code == 0, session.proc.describe() + "\n" + mock.describe()
         assert session.value("page", "status") == 200
@@ -201,7 +207,8 @@ def test_an_origin_not_allowed_is_refused_and_nothing_is_recorded(browser, tmp_p
         proxy = start(wsreplay("record", "--target", f"ws://127.0.0.1:{demo.port}",
                                "--listen", "127.0.0.1:0", "--out", tmp_path / "none.wsr",
                                "--allow-origin", "https://app.example"), procs)
-        session = run_browser(browser, f"http://127.0.0.1:{proxy.port}/", procs, "--say", "hi")
+        session = run_browser(browser, f"http://127.0.0.1:{proxy.port}/", procs, tmp_path,
+                              "--say", "hi")
         stop_recording(proxy)
     finally:
         for proc in procs:
@@ -225,7 +232,8 @@ def test_closing_the_tab_mid_chat_records_a_closing_handshake_that_replays(brows
                      procs)
         proxy = start(wsreplay("record", "--target", f"ws://127.0.0.1:{demo.port}",
                                "--listen", "127.0.0.1:0", "--out", out), procs)
-        session = run_browser(browser, f"http://127.0.0.1:{proxy.port}/", procs, "--say", "hi")
+        session = run_browser(browser, f"http://127.0.0.1:{proxy.port}/", procs, tmp_path,
+                              "--say", "hi")
         assert session.code == 0, session.proc.describe()
         proxy.wait_line(lambda line: "c1 closed" in line)
         stop_recording(proxy)
