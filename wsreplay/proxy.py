@@ -194,15 +194,19 @@ class _Link:
         self.legs = {Side.CLIENT: client, Side.SERVER: upstream}
         self.over = False  # the conversation has ended: record nothing more
         self.closing = False  # a close frame has been forwarded
+        self.pumps: dict[Side, asyncio.Task] = {}  # the task reading each side's leg
+        self.stopping = False  # the proxy closes both legs itself (1001)
         self.how = ""
         self.finished = asyncio.Event()
 
     async def run(self) -> None:
         timeout = self.proxy.config.close_timeout
-        pumps = {side: asyncio.create_task(self._pump(side)) for side in Side}
+        pumps = self.pumps = {side: asyncio.create_task(self._pump(side)) for side in Side}
         try:
             done, _ = await asyncio.wait(pumps.values(), return_when=asyncio.FIRST_COMPLETED)
-            side, how = await done.pop()
+            first = done.pop()
+            side = next(s for s, task in pumps.items() if task is first)
+            how = "stopped" if first.cancelled() else first.result()[1]
             other = pumps[side.other]
             if how in ("close", "stopped"):
                 self.how = self.how or f"{_who(side)} closed first"
@@ -243,10 +247,14 @@ class _Link:
                     batch.append(msg)
                     msg = None
                 try:
-                    record.messages(side, batch)
+                    pending = record.messages(side, batch)
                 except BadText as bad:
+                    if bad.pending is not None:
+                        await bad.pending
                     await self._forward(send, batch[: bad.index])
                     return side, await self._bad_text(side)
+                if pending is not None:  # a big batch, being written in the background
+                    await pending
                 if not await self._forward(send, batch):
                     self._end_drop(side.other, "dropped:")
                     return side, "gone"
@@ -275,6 +283,8 @@ class _Link:
             if not self.over:
                 self.record.close(side, code, reason)
             self.closing = True
+            if self.stopping:  # the answer to the proxy's own 1001: the other leg has its own
+                return "close"
             try:
                 await self.legs[side.other].send_frame(_close_payload(code, reason), WSMsgType.CLOSE)
             except ConnectionError:
@@ -305,6 +315,12 @@ class _Link:
         self.over = True
 
     async def _close_leg(self, side: Side, code: int, reason: str) -> None:
+        # The pump reading this leg stops first: aiohttp's close() and a receive() racing on
+        # one connection can send a second close frame (1000) of their own.
+        pump = self.pumps.get(side)
+        if pump is not None and pump is not asyncio.current_task() and not pump.done():
+            pump.cancel()
+            await asyncio.wait([pump])
         ws = self.legs[side]
         try:
             await asyncio.wait_for(ws.close(code=code, message=reason.encode()[:123]),
@@ -325,6 +341,7 @@ class _Link:
             self.record.note("recording stopped: both legs closed with 1001")
             self.over = True
             self.how = "stopped (1001)"
+        self.stopping = True
         await asyncio.gather(*(self._close_leg(side, 1001, "wsreplay record stopped")
                                for side in Side))
 
@@ -506,7 +523,9 @@ class RecordingProxy:
         why = _describe(exc)
         self.recorder.note(f"{name}: not opened: upstream failed: {why}")
         self._log(f"{name} not opened: upstream failed: {why}")
-        return web.Response(status=502, text=f"wsreplay record: upstream failed: {why}\n")
+        # 504 when the upstream took the connection but never answered; 502 for the rest
+        status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
+        return web.Response(status=status, text=f"wsreplay record: upstream failed: {why}\n")
 
     async def _relay(self, request: web.BaseRequest, upstream, hs: Handshake):
         cfg = self.config

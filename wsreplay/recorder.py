@@ -18,10 +18,13 @@ message is never read back as a placeholder or a marker.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import os
 import re
+import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -126,11 +129,12 @@ def _prev_char(text: str, i: int) -> str:
 # --- payloads ---------------------------------------------------------------------------
 
 class BadText(ValueError):
-    """A text message that is not valid UTF-8: ``index`` is its place in the batch."""
+    """A text message that is not valid UTF-8: ``index`` is its place in the batch;
+    ``pending`` what to await before forwarding the messages before it (or None)."""
 
-    def __init__(self, index: int):
+    def __init__(self, index: int, pending=None):
         super().__init__("invalid UTF-8 in a text message")
-        self.index = index
+        self.index, self.pending = index, pending
 
 
 _JSON_START = frozenset(b'{["-0123456789tfn')
@@ -197,13 +201,25 @@ class Sink:
     comment (``#`` for its first byte) and turned into its real self by a one-byte write once
     all of it is in. A cut therefore leaves whole lines and at most one comment line. (One gap
     remains: a multi-line fenced payload crossing a page boundary.)
+
+    ``submit`` appends big texts from a writer thread (the write costs more than the hand-over,
+    and the event loop goes on meanwhile); the caller awaits the future it returns before
+    acting on what was written. Writes are applied in the order they were asked for.
     """
+
+    broken = False  # a write failed: the recorder writes nothing more here
+    BACKGROUND = 16 * 1024  # texts at least this big are written by the writer thread
 
     def __init__(self, path: Path, header: str = HEADER):
         self.path = Path(path)
         self._end = 0
         self.names: dict[tuple[str, str], str] = {}  # (configured name, secret) → variable
         self.t0 = 0.0
+        self.on_error: Callable[[OSError], None] | None = None  # a background write failed
+        self._queue: deque = deque()  # (data, offset, future), oldest first, until written
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closing = False
         # The file appears (never replacing one) only once its header is in: a hidden
         # temporary name, then a hard link to the real one.
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
@@ -219,16 +235,87 @@ class Sink:
             os.unlink(tmp)
 
     def append(self, text: str) -> None:
-        """Add ``text`` (whole lines) at the end of the file; raises OSError (disk full...)."""
+        """Add ``text`` (whole lines) at the end of the file, after any background writes;
+        raises OSError (disk full...) after cutting the file back to what it was, so it still
+        parses."""
         data = text.encode("utf-8")
         if not data:
             return
+        self._drain()
         start = self._end
-        if start // _PAGE == (start + len(data) - 1) // _PAGE:
-            self._write(data, start)
-        else:
-            self._append_lines(data, start)
+        self._write_at(data, start)
         self._end = start + len(data)
+
+    def submit(self, text: str) -> asyncio.Future | None:
+        """Append ``text``; a big one (or any while others are being written) goes to the
+        writer thread and the future to await is returned (it never fails: a failed write goes
+        to ``on_error`` and nothing more is written). ``None``: written already."""
+        data = text.encode("utf-8")
+        if not self._queue and len(data) < self.BACKGROUND:
+            if data:
+                start = self._end
+                self._write_at(data, start)
+                self._end = start + len(data)
+            return None
+        try:
+            future = asyncio.get_running_loop().create_future()
+        except RuntimeError:  # no event loop: write here and now
+            self.append(text)
+            return None
+        with self._cond:
+            self._queue.append((data, self._end, future))
+            self._end += len(data)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="wsreplay-writer",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return future
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                batch = list(self._queue)  # left queued until written: _drain waits for it
+            error = None
+            if not self.broken:
+                data = batch[0][0] if len(batch) == 1 else b"".join(item[0] for item in batch)
+                try:
+                    self._write_at(data, batch[0][1])
+                except OSError as exc:
+                    error = exc
+                    self.broken = True
+            with self._cond:
+                for _ in batch:
+                    self._queue.popleft()
+                self._cond.notify_all()
+            loop = batch[0][2].get_loop()
+            try:
+                loop.call_soon_threadsafe(_written, [item[2] for item in batch], error,
+                                          self.on_error)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+    def _drain(self) -> None:
+        with self._cond:
+            while self._queue:
+                self._cond.wait()
+
+    def _write_at(self, data: bytes, start: int) -> None:
+        try:
+            if start // _PAGE == (start + len(data) - 1) // _PAGE:
+                self._write(data, start)
+            else:
+                self._append_lines(data, start)
+        except OSError:
+            try:  # a partial write would leave half a line: a message that was never sent
+                os.ftruncate(self._fd, start)
+            except OSError:
+                pass
+            raise
 
     def _append_lines(self, data: bytes, start: int) -> None:
         run = pos = 0  # data[run:pos] is a run of whole lines inside one page, not yet written
@@ -259,9 +346,42 @@ class Sink:
             view, offset = view[done:], offset + done
 
     def close(self) -> None:
+        """Finish the background writes, then close the file."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _written(futures: list, error: OSError | None, on_error) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
+    if error is not None and on_error is not None:
+        on_error(error)
+
+
+class _Unwritten:
+    """Stands in for a file that could not be created: takes nothing."""
+
+    broken = True
+
+    def __init__(self, path: Path, t0: float):
+        self.path, self.t0 = path, t0
+        self.names: dict[tuple[str, str], str] = {}
+
+    def append(self, text: str) -> None:
+        pass
+
+    def submit(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 # --- what the proxy saw ------------------------------------------------------------------
@@ -296,6 +416,7 @@ class Summary:
     messages: int = 0
     bytes: int = 0
     files: list[Path] = field(default_factory=list)
+    incomplete: str = ""  # why the recording misses something ("" when it is complete)
 
 
 class Recorder:
@@ -305,21 +426,31 @@ class Recorder:
     (``rec.wsr`` → ``rec-c1.wsr``, ``rec-c2.wsr``...). ``clock`` (monotonic seconds) stamps
     events, ``wall`` (epoch seconds) the anchor comment; ``echo`` receives every text
     appended (for ``-v``). Call :meth:`connection` per handshake and :meth:`close` at the end.
+
+    A file that cannot be created or written (folder gone read-only, disk full) never raises
+    to the caller (the proxy must go on forwarding): that file is left as it was — it still
+    parses — nothing more is written to it, ``on_error`` receives a one-line explanation and
+    :attr:`Summary.incomplete` says why the recording is incomplete.
     """
 
     def __init__(self, path: Path, *, split: bool = False, redaction: Redaction = Redaction(),
                  source: str = "", clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time,
-                 echo: Callable[[str], None] | None = None):
+                 echo: Callable[[str], None] | None = None,
+                 on_error: Callable[[str], None] | None = None):
         self.path, self.split, self.redaction = Path(path), split, redaction
         self.source, self.clock, self.wall, self.echo = source, clock, wall, echo
+        self.on_error = on_error
         self.summary = Summary()
         self._sink: Sink | None = None
         self._count = 0
 
-    def _open_sink(self, conn: str | None) -> Sink:
-        path = self.path.with_name(f"{self.path.stem}-{conn}{self.path.suffix or '.wsr'}") \
+    def _path_for(self, conn: str | None) -> Path:
+        return self.path.with_name(f"{self.path.stem}-{conn}{self.path.suffix or '.wsr'}") \
             if conn else self.path
+
+    def _open_sink(self, conn: str | None) -> Sink:
+        path = self._path_for(conn)
         t0, wall = self.clock(), self.wall()
         stamp = _dt.datetime.fromtimestamp(wall, _dt.timezone.utc).isoformat(timespec="microseconds")
         what = f" connection {conn}" if conn else ""
@@ -327,20 +458,34 @@ class Recorder:
         sink = Sink(path, f"{HEADER}# recorded{what}{source} by wsreplay record; "
                           f"@0.000 is {stamp}\n")
         sink.t0 = t0
+        sink.on_error = lambda exc: self._background_failed(sink, exc)
         self.summary.files.append(path)
         return sink
 
     def start(self) -> None:
         """Create the file now (it is otherwise created with the first connection), so an
-        unwritable path shows at once; raises OSError. With ``split`` files come per connection."""
+        unwritable path shows at once; raises OSError. With ``split`` files come per
+        connection: a file is created and removed to prove the folder takes them."""
         if not self.split:
-            self.sink_for("")
+            if self._sink is None:
+                self._sink = self._open_sink(None)
+            return
+        probe = self.path.with_name(f".{self.path.name}.{os.getpid()}.probe")
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
 
     def sink_for(self, conn: str) -> Sink:
-        if self.split:
-            return self._open_sink(conn)
-        if self._sink is None:
-            self._sink = self._open_sink(None)
+        """The file for connection ``conn`` (the one file without ``split``)."""
+        if self.split or self._sink is None:
+            name = conn if self.split else None
+            try:
+                sink = self._open_sink(name)
+            except OSError as exc:
+                self._failed(self._path_for(name), exc)
+                sink = _Unwritten(self._path_for(name), self.clock())
+            if self.split:
+                return sink
+            self._sink = sink
         return self._sink
 
     def next_name(self) -> str:
@@ -362,19 +507,47 @@ class Recorder:
         if not self.split:
             self._append(self.sink_for(""), format_step(m.Comment(" " + _one_line(text))))
 
-    def _append(self, sink: Sink, text: str) -> None:
-        sink.append(text)
+    def _append(self, sink: Sink, text: str, background: bool = False):
+        """Append ``text`` to ``sink``; with ``background`` a future may come back to await
+        before forwarding what it holds (see :meth:`Sink.submit`)."""
+        if sink.broken:
+            return None
+        pending = None
+        try:
+            if background:
+                pending = sink.submit(text)
+            else:
+                sink.append(text)
+        except OSError as exc:
+            sink.broken = True
+            self._failed(sink.path, exc)
+            return None
         if self.echo is not None:
             self.echo(text)
+        return pending
+
+    def _background_failed(self, sink: Sink, exc: OSError) -> None:
+        sink.broken = True
+        self._failed(sink.path, exc)
+
+    def _failed(self, path: Path, exc: OSError) -> None:
+        why = f"cannot write {path}: {exc.strerror or exc}"
+        self.summary.incomplete = self.summary.incomplete or why
+        if self.on_error is not None:
+            self.on_error(f"{why}; the recording is incomplete from here on "
+                          f"(forwarding goes on)")
 
     def close(self, footer: bool = True) -> Summary:
         """Finish the file(s): a closing comment with the counts. Safe to call twice."""
         if self._sink is not None:
-            if footer:
+            if footer and not self._sink.broken:
                 s = self.summary
-                self._sink.append(format_step(m.Comment(
-                    f" end: {s.connections} connections, {s.messages} messages, "
-                    f"{s.bytes} bytes")))
+                try:
+                    self._sink.append(format_step(m.Comment(
+                        f" end: {s.connections} connections, {s.messages} messages, "
+                        f"{s.bytes} bytes")))
+                except OSError as exc:
+                    self._failed(self._sink.path, exc)
             self._sink.close()
             self._sink = None
         return self.summary
@@ -410,11 +583,11 @@ class ConnectionRecord:
             self._pending_env.append(name)
         return name
 
-    def _emit(self, steps: list[str]) -> None:
+    def _emit(self, steps: list[str], background: bool = False):
         if self._pending_env:
             steps[:0] = [format_step(m.Env(n)) for n in self._pending_env]
             self._pending_env.clear()
-        self.recorder._append(self.sink, "".join(steps))
+        return self.recorder._append(self.sink, "".join(steps), background)
 
     def write_connect(self, hs: Handshake) -> None:
         self._emit([format_step(self.connect_step(hs))])
@@ -454,12 +627,14 @@ class ConnectionRecord:
         rebuilt = base + ("?" + "&".join(kept) if kept else "")
         return escape_template(rebuilt), tuple(moved)
 
-    def messages(self, side: m.Side, batch: list) -> None:
+    def messages(self, side: m.Side, batch: list) -> asyncio.Future | None:
         """Record messages that arrived together from ``side``: one append for all of them.
 
         ``batch`` holds ``(opcode, data, extra)`` tuples with opcode text, binary, ping or
-        pong and ``data`` bytes. Raises :class:`BadText` for a text message that is not UTF-8
-        (the messages before it are recorded first).
+        pong and ``data`` bytes. Returns ``None`` when the lines are in the file, or a future
+        to await first (a big append written in the background). Raises :class:`BadText` for
+        a text message that is not UTF-8 (the messages before it are recorded first: await
+        its ``pending``).
         """
         at = self._now()
         conn, fields, secret = self.name, self._fields, self.secret
@@ -471,10 +646,11 @@ class ConnectionRecord:
                 try:
                     payload = _text_payload(data, secret, fields)
                 except UnicodeDecodeError:
+                    pending = None
                     if lines:
                         self._count(len(lines), size)
-                        self._emit(lines)
-                    raise BadText(i) from None
+                        pending = self._emit(lines, True)
+                    raise BadText(i, pending) from None
             elif opcode == OP_BINARY:
                 payload = _binary_payload(data)
             elif opcode == OP_PING:
@@ -484,7 +660,7 @@ class ConnectionRecord:
             size += len(data)
             lines.append(format_step(m.Event(conn, side, payload, at)))
         self._count(len(lines), size)
-        self._emit(lines)
+        return self._emit(lines, True)
 
     def _count(self, n: int, size: int) -> None:
         self.messages_seen += n

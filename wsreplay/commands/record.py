@@ -2,7 +2,9 @@
 
 Runs :class:`wsreplay.proxy.RecordingProxy` until Ctrl-C or SIGTERM, then closes every
 connection with 1001, completes the scenario file and prints a summary. Exit code 0 after a
-clean stop, 2 on a usage error (bad option, output file exists, address in use).
+clean stop, 2 on a usage error (bad option, output file exists, address in use) or when the
+recording could not be written completely (disk full, folder unwritable: the error is printed
+when it happens and forwarding goes on regardless).
 """
 
 from __future__ import annotations
@@ -102,7 +104,9 @@ def _recorder(args) -> Recorder:
             sys.stdout.write(text)
             sys.stdout.flush()
     recorder = Recorder(output_path(args.out, args.split), split=args.split,
-                        redaction=redaction, source=args.target, echo=echo)
+                        redaction=redaction, source=args.target, echo=echo,
+                        on_error=lambda why: print(f"wsreplay record: error: {why}",
+                                                   file=sys.stderr, flush=True))
     try:
         recorder.start()
     except OSError as exc:
@@ -189,4 +193,8 @@ async def _serve(args, config: ProxyConfig, recorder: Recorder) -> int:
     files = ", ".join(str(f) for f in summary.files) or "(no file: nothing recorded)"
     say(f"wsreplay record: stopped. {summary.connections} connections, {summary.messages} "
         f"messages, {summary.bytes} bytes -> {files}")
+    if summary.incomplete:
+        print(f"wsreplay record: the recording is INCOMPLETE: {summary.incomplete}",
+              file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
