@@ -135,10 +135,10 @@ def test_an_inline_json_error_points_at_the_offending_character():
     ("cnn c ws://x", "unknown line `cnn`", "did you mean `conn`?"),
     ("header X: y", "`header` belongs right under a `conn` line", "move it under"),
     ("var x = lobby", "invalid JSON", 'variable values are JSON: a string is quoted, as in "lobby"'),
-    ("set timeuot 5s", "unknown setting 'timeuot'", "did you mean `timeout`?"),
+    ("set timeuot 5s", "unknown setting `timeuot`", "did you mean `timeout`?"),
     ("c < within 2x text a", "`within` takes a duration", None),
     ("c > text ```", "this fenced block is never closed", "close the block"),
-    ("unordered\nc < text a", "the file ends inside a block", "with `end`"),
+    ("unordered\nc < text a", "this `unordered` block is never closed", "with `end`"),
     ("end", "`end` with no `unordered` or `repeat` block open", None),
 ])
 def test_common_mistakes_get_a_message_and_a_hint(line, message, hint):
@@ -156,3 +156,30 @@ def test_common_mistakes_get_a_message_and_a_hint(line, message, hint):
 def test_non_ascii_digits_are_syntax_errors_not_crashes(text):
     with pytest.raises(ScenarioSyntaxError):
         parse(text)
+
+
+def test_an_unclosed_block_points_at_its_opening_line():
+    text = "wsreplay 1\nrepeat 2\n  unordered\n    c < text ```\nend\n```\n  end\n"
+    with pytest.raises(ScenarioSyntaxError) as exc:
+        parse(text, "b.wsr")
+    assert exc.value.render().split("\n")[0] == "b.wsr:2:1: this `repeat` block is never closed"
+
+
+@pytest.mark.parametrize("line, col, message", [
+    ("c > hex 00ffzz", 13, "'z' is not a hex digit"),
+    ("c > hex 00f", 9, "an odd number of hex digits (3): each byte is two"),
+    ("c > b64 AA*A", 11, "'*' is not a base64 character"),
+    ('c > text "hello', 10, "this quoted text is never closed"),
+])
+def test_payload_errors_point_at_the_culprit(line, col, message):
+    with pytest.raises(ScenarioSyntaxError) as exc:
+        parse(f"wsreplay 1\n{line}\n")
+    assert (exc.value.pos.col, exc.value.message) == (col, message)
+
+
+def test_handshake_values_keep_unicode_spaces():
+    from wsreplay.writer import write
+
+    s = parse("wsreplay 1\nconn c ws://x\n  header X: a\u00a0\n  header Y: \"\u00a0\"\n")
+    assert s.steps[0].headers == (("X", "a\u00a0"), ("Y", "\u00a0"))
+    assert parse(write(s)) == s

@@ -95,6 +95,9 @@ def _text_value(token: Token | None) -> str:
               f"{raw.split()[0]!r} follows", token,
               hint="close the block with a line holding the same fence, or quote the payload")
     if raw.startswith('"'):
+        if len(raw.rstrip()) < 2 or not raw.rstrip().endswith('"'):
+            _fail("this quoted text is never closed", token,
+                  hint='a payload starting with " is a JSON string: close it with "')
         value = _json(token)
         if not isinstance(value, str):
             _fail("a payload starting with \" is a JSON string, and this is not one", token,
@@ -144,18 +147,32 @@ def _json_source(token: Token) -> str:
     return _block_content(raw) if _is_block(raw) else raw
 
 
+_HEX_JUNK = re.compile(r"[^0-9a-fA-F \t\n]")
+_B64_JUNK = re.compile(r"[^A-Za-z0-9+/= \t\n]")
+
+
 def _bytes(token: Token | None, encoding: str) -> bytes:
     if token is None:
         return b""
-    raw = _block_content(str(token)) if _is_block(str(token)) else str(token)
-    compact = "".join(raw.split())
+    raw = str(token)
+    block = _is_block(raw)
+    text = _block_content(raw) if block else raw
+    junk = (_HEX_JUNK if encoding == "hex" else _B64_JUNK).search(text)
+    what = "a hex digit" if encoding == "hex" else "a base64 character"
+    if junk is not None:
+        where = (0, token.column + junk.start()) if not block else \
+            (text.count("\n", 0, junk.start()) + 1,
+             junk.start() - text.rfind("\n", 0, junk.start()))
+        raise _Fail(f"{junk.group()!r} is not {what}", token, where)
+    compact = re.sub(r"[ \t\n]", "", text)
+    if encoding == "hex":
+        if len(compact) % 2:
+            _fail(f"an odd number of hex digits ({len(compact)}): each byte is two", token)
+        return bytes.fromhex(compact)
     try:
-        if encoding == "hex":
-            return bytes.fromhex(compact)
         return base64.b64decode(compact, validate=True)
-    except (ValueError, binascii.Error):
-        what = "hex digits (pairs of 0-9, a-f)" if encoding == "hex" else "base64"
-        _fail(f"invalid {what}", token)
+    except (ValueError, binascii.Error) as exc:
+        _fail(f"invalid base64: {exc}", token)
 
 
 def _pos(transformer: "_Build", token: Token) -> m.Pos:
@@ -203,7 +220,7 @@ class _Build(Transformer):
             if val not in ("fail", "warn"):
                 _fail("set leftover takes fail or warn", value)
         else:
-            _fail(f"unknown setting {key!r}", name, hint=hint_for(key, sorted(m.SETTINGS)))
+            _fail(f"unknown setting `{key}`", name, hint=hint_for(key, sorted(m.SETTINGS)))
         return [m.Setting(key, val, _pos(self, name)), nl]
 
     def include(self, c):
@@ -509,7 +526,39 @@ def _error_from_lark(exc: UnexpectedInput, source: str, path: str) -> ScenarioSy
     from .hints import explain  # deferred: only errors need it
 
     message, hint = explain(exc, text, col)
+    if getattr(getattr(exc, "token", None), "type", None) == "$END" or \
+            type(exc).__name__ == "UnexpectedEOF":
+        opened = _unclosed_block(source)
+        if opened:
+            line, col, text = opened, 1, _line(source, opened)
+            message = f"this `{text.split()[0]}` block is never closed"
     return ScenarioSyntaxError(message, m.Pos(path, line, col), source_line=text, hint=hint)
+
+
+_BLOCK_LINE = re.compile(r"[ \t]*(unordered|repeat|end)\b")
+
+
+def _unclosed_block(source: str) -> int | None:
+    """The line of the innermost ``unordered``/``repeat`` with no ``end`` (fenced payloads
+    skipped), for the error at the end of the file."""
+    stack: list[int] = []
+    fence = None
+    for number, line in enumerate(source.split("\n"), 1):
+        stripped = line.strip()
+        if fence is not None:
+            fence = None if stripped == fence else fence
+            continue
+        tail = stripped.rsplit(" ", 1)[-1]
+        if tail.startswith("```") and set(tail) == {"`"} and stripped != tail:
+            fence = tail
+            continue
+        hit = _BLOCK_LINE.match(line)
+        if hit and hit.group(1) == "end":
+            if stack:
+                stack.pop()
+        elif hit:
+            stack.append(number)
+    return stack[-1] if stack else None
 
 
 __all__ = ["parse", "parse_time", "parse_duration", "ScenarioError"]

@@ -128,8 +128,10 @@ def _text(text: str) -> str:
 
 
 def _inline_safe(text: str) -> bool:
-    return bool(text) and not _UNSAFE.search(text) and text[0] not in ' "' and \
-        text[-1] != " " and not text.startswith("```")
+    # Leading or trailing white space of any kind (a no-break space too) is quoted: editors
+    # trim it, and a reader cannot see it.
+    return bool(text) and not _UNSAFE.search(text) and text[0] != '"' and \
+        not text[0].isspace() and not text[-1].isspace() and not text.startswith("```")
 
 
 def _quoted(text: str) -> str:
@@ -177,12 +179,16 @@ def _value(value: str) -> str:
     return value if not value or _inline_safe(value) else _quoted(value)
 
 
+def _pair(head: str, value: str) -> str:
+    return f"{head} {_value(value)}" if value else head
+
+
 def _connect(c: m.Connect, indent: str) -> str:
     head = f"@{format_time(c.at)} " if c.at is not None else ""
     lines = [f"{indent}{head}conn {c.name} {c.url}"]
     sub = indent + INDENT
-    lines += [f"{sub}query {k} = {_value(v)}".rstrip() for k, v in c.query]
-    lines += [f"{sub}header {k}: {_value(v)}".rstrip() for k, v in c.headers]
+    lines += [_pair(f"{sub}query {k} =", v) for k, v in c.query]
+    lines += [_pair(f"{sub}header {k}:", v) for k, v in c.headers]
     if c.protocols:
         lines.append(f"{sub}protocol {' '.join(c.protocols)}")
     if c.compress:
@@ -192,7 +198,7 @@ def _connect(c: m.Connect, indent: str) -> str:
     if c.expect_protocol is not None:
         lines.append(f"{sub}expect protocol {c.expect_protocol}" if c.expect_protocol
                      else f"{sub}expect no protocol")
-    lines += [f"{sub}expect header {k}: {_value(v)}".rstrip() for k, v in c.expect_headers]
+    lines += [_pair(f"{sub}expect header {k}:", v) for k, v in c.expect_headers]
     if c.expect_compress is not None:
         lines.append(f"{sub}expect compress" if c.expect_compress else f"{sub}expect no compress")
     for rule in c.rules:

@@ -51,7 +51,8 @@ def check_file(name: str, defined: dict, quiet: bool = False) -> int:
     errors = sum(d.severity == ERROR for d in diagnostics)
     if not errors and not quiet:
         warnings = len(diagnostics)
-        print(f"{name}: ok ({len(scenario.events())} events"
+        events = len(scenario.events())
+        print(f"{name}: ok ({events} event{'s' * (events != 1)}"
               + (f", {warnings} warning{'s' * (warnings != 1)}" if warnings else "") + ")")
     return EXIT_FAILED if errors else EXIT_OK
 
