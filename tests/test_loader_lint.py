@@ -86,7 +86,7 @@ a > close 1000
     ("conn a ws://x\nconn a ws://y\n", "already opened at line 2"),
     ("conn a http://x\n", "must start with ws:// or wss://"),
     ("conn a ws://x\nunordered\n  a < text x\n  a > text y\nend\n", "one direction only"),
-    ("conn a ws://x\na < json ignore $..x {}\n", "ignore path '$..x'"),
+    ("conn a ws://x\na < json ignore $..x {}\n", "bad ignore path"),
     ("conn a ws://{{#string}}\n", "a marker cannot stand here"),
 ])
 def test_errors(text, expected):

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from . import model as m
+from .matchers import parse_ignore_path
 from .template import TemplateError, classify_json_string, json_strings, placeholders
 
 ERROR, WARNING = "error", "warning"
 # Codes an endpoint must never put in a close frame (RFC 6455 7.4.1; 1004 is reserved).
 _NOT_ON_WIRE = {1004: "reserved", 1005: "no status code", 1006: "abnormal closure",
                 1015: "TLS failure"}
-_PATH = re.compile(r"\$(\.[A-Za-z_][A-Za-z0-9_]*|\[(\*|[0-9]+|\"(?:[^\"\\]|\\.)*\")\]|\.\*)*\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +73,10 @@ class _Linter:
         elif isinstance(p, m.Json):
             self.json(p.value, pos, "json")
             for path in p.ignore:
-                if not _PATH.match(path):
-                    self.report(pos, f"ignore path {path!r} is not of the form $.a.b[0].c or $.items[*]")
+                try:
+                    parse_ignore_path(path)
+                except TemplateError as exc:
+                    self.report(pos, f"{exc.message}: write paths like $.a.b[0].c or $.items[*].id")
         elif isinstance(p, m.Regex):
             try:
                 compiled = re.compile(p.pattern)

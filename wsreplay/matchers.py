@@ -179,7 +179,7 @@ def match_json(payload: m.Json, text: str, variables: Mapping[str, Any]) -> Matc
         got = parse_received_json(text)
     except ValueError as exc:
         return _miss(f"not JSON ({str(exc).splitlines()[0]})")
-    walk = _JsonWalk(variables, payload.subset, [_ignore_path(p) for p in payload.ignore])
+    walk = _JsonWalk(variables, payload.subset, [parse_ignore_path(p) for p in payload.ignore])
     walk.compare(_expected_json(payload.source), got, ())
     if walk.diffs:
         path, reason = walk.diffs[0]
@@ -194,7 +194,7 @@ ANY = object()
 
 
 @lru_cache(maxsize=256)
-def _ignore_path(path: str) -> tuple:
+def parse_ignore_path(path: str) -> tuple:
     """``$.items[*].id`` -> ``("items", ANY, "id")``; raises :class:`TemplateError`."""
     if not path.startswith("$"):
         raise TemplateError(f"an ignore path starts with $: {path!r}")
