@@ -251,11 +251,14 @@ class Sink:
         writer thread and the future to await is returned (it never fails: a failed write goes
         to ``on_error`` and nothing more is written). ``None``: written already."""
         data = text.encode("utf-8")
-        if not self._queue and len(data) < self.BACKGROUND:
-            if data:
-                start = self._end
+        size = len(data)
+        if not self._queue and size < self.BACKGROUND:
+            start = self._end
+            if size and start // _PAGE == (start + size - 1) // _PAGE:
+                self._write(data, start)  # the common case: one write inside one page
+            elif size:
                 self._write_at(data, start)
-                self._end = start + len(data)
+            self._end = start + size
             return None
         try:
             future = asyncio.get_running_loop().create_future()
@@ -340,10 +343,13 @@ class Sink:
         self._write(first, offset)
 
     def _write(self, data: bytes, offset: int) -> None:
-        view = memoryview(data)
-        while view:
-            done = os.pwrite(self._fd, view, offset)
-            view, offset = view[done:], offset + done
+        done = os.pwrite(self._fd, data, offset)
+        if done < len(data):  # rare on a regular file: go on from where it stopped
+            view = memoryview(data)[done:]
+            offset += done
+            while view:
+                done = os.pwrite(self._fd, view, offset)
+                view, offset = view[done:], offset + done
 
     def close(self) -> None:
         """Finish the background writes, then close the file."""
