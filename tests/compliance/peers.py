@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
+import zlib
 from dataclasses import dataclass
 
 import aiohttp
@@ -170,10 +171,13 @@ class RawPeer:
                     return
                 parts.append(frame)
                 if frame.fin:
-                    self._message(parts)
+                    if not self._message(parts):
+                        return
                     parts = []
         except (asyncio.IncompleteReadError, ConnectionError):
             self._note(("eof",))
+        except (zlib.error, ValueError) as exc:  # corrupt compressed data, a huge frame
+            self._note(("violation", f"{type(exc).__name__}: {exc}"))
 
     async def _expect_eof(self) -> None:
         try:
@@ -204,7 +208,8 @@ class RawPeer:
             return f"reserved bits {f.rsv:03b} set"
         return ""
 
-    def _message(self, parts: list[Received]) -> None:
+    def _message(self, parts: list[Received]) -> bool:
+        """Note a whole message; False when it breaks the protocol (noted as such)."""
         data = b"".join(p.payload for p in parts)
         if parts[0].rsv & RSV1:
             self.compressed_in += 1
@@ -214,8 +219,9 @@ class RawPeer:
                 data.decode("utf-8")
             except UnicodeDecodeError:
                 self._note(("violation", "invalid UTF-8 in a text message"))
-                return
+                return False
         self._note(("text" if parts[0].opcode == TEXT else "binary", data))
+        return True
 
     async def _control(self, f: Received) -> bool:
         """Note a control frame and answer it; True for a close frame."""
