@@ -62,6 +62,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -166,9 +172,11 @@ def start(mode: str, echo_port: int, workdir: Path, run: int) -> Process:
 
 # --- the load ---------------------------------------------------------------------------------
 
-async def throughput(port: int, conns: int, size: int, seconds: float) -> float:
+async def throughput(port: int, conns: int, size: int, seconds: float,
+                     pid: int | None = None) -> tuple[float, float]:
     """Round trips per second, ``conns`` connections each with one ``size``-byte message in
-    flight, counted over ``seconds`` after a short warm-up."""
+    flight, counted over ``seconds`` after a short warm-up; and the CPU time process ``pid``
+    (the proxy) spent per round trip meanwhile, in microseconds (0 without ``pid``)."""
     payload = os.urandom(size)
     count = 0
     stop = False
@@ -187,13 +195,15 @@ async def throughput(port: int, conns: int, size: int, seconds: float) -> float:
         tasks = [asyncio.create_task(loop(ws)) for ws in sockets]
         await asyncio.sleep(min(0.5, seconds / 4))
         first, started = count, time.perf_counter()
+        cpu0 = cpu_seconds(pid) if pid else 0.0
         await asyncio.sleep(seconds)
         done, elapsed = count - first, time.perf_counter() - started
+        cpu = (cpu_seconds(pid) - cpu0) / done * 1e6 if pid and done else 0.0
         stop = True
         await asyncio.gather(*tasks)
         for ws in sockets:
             await ws.close()
-    return done / elapsed
+    return done / elapsed, cpu
 
 
 async def latencies(port: int, n: int) -> list[float]:
@@ -240,20 +250,28 @@ async def bench(args) -> None:
     if "mitmproxy" in modes and not Path(MITMDUMP).exists() and not shutil.which(MITMDUMP):
         print(f"mitmproxy: skipped, no mitmdump at {MITMDUMP} (see this file's docstring)")
         modes.remove("mitmproxy")
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(f"note: load average {load:.2f} before starting: other work shares the CPUs, "
+              "so the rates are noisy (the CPU-per-round-trip columns much less so)")
     workdir = Path(tempfile.mkdtemp(prefix="wsreplay-bench-", dir=args.dir))
     echo_port = free_port()
     echo = Process([sys.executable, str(HERE), "--serve", "echo", str(echo_port)], echo_port,
                    workdir, "echo")
-    small, big, lat, mem = ({m: [] for m in modes} for _ in range(4))
+    small, big, lat, mem, cpu = ({m: [] for m in modes} for _ in range(5))
     try:
         for rnd in range(args.rounds):
             order = modes[rnd % len(modes):] + modes[: rnd % len(modes)]
             for mode in order:
                 proc = None if mode == "direct" else start(mode, echo_port, workdir, rnd)
                 port = proc.port if proc else echo_port
+                pid = proc.popen.pid if proc else None
                 try:
-                    small[mode].append(await throughput(port, 50, 64, args.seconds))
-                    big[mode].append(await throughput(port, 8, 64 * 1024, args.seconds))
+                    rate, small_cpu = await throughput(port, 50, 64, args.seconds, pid)
+                    small[mode].append(rate)
+                    rate, big_cpu = await throughput(port, 8, 64 * 1024, args.seconds, pid)
+                    big[mode].append(rate)
+                    cpu[mode].append((small_cpu, big_cpu))
                     lat[mode].extend(await latencies(port, args.latency_n))
                     if rnd == 0 and proc is not None:
                         mem[mode].append(await memory(port, proc.popen.pid, args.conns))
@@ -267,18 +285,19 @@ async def bench(args) -> None:
     finally:
         echo.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    report(modes, small, big, lat, mem, args)
+    report(modes, small, big, lat, mem, cpu, args)
 
 
-def report(modes, small, big, lat, mem, args) -> None:
+def report(modes, small, big, lat, mem, cpu, args) -> None:
     med = {m: (statistics.median(small[m]), statistics.median(big[m])) for m in modes}
     d_small, d_big = med["direct"] if "direct" in med else (None, None)
     d50, d99 = (pct(lat["direct"], 0.5), pct(lat["direct"], 0.99)) if "direct" in lat else (0, 0)
     print(f"\n{args.rounds} rounds of {args.seconds:g}s, medians; ratios against direct; "
-          f"{os.cpu_count()} CPUs")
-    print("| mode | 64 B × 50 conns (msg/s) | ratio | 64 KiB × 8 conns (msg/s) | ratio "
+          f"{os.cpu_count()} CPUs; load average at the end {os.getloadavg()[0]:.2f}")
+    print("| mode | 64 B × 50 conns (round trips/s) | ratio | proxy CPU per round trip "
+          "| 64 KiB × 8 conns (round trips/s) | ratio | proxy CPU per round trip "
           "| added p50 | added p99 | RSS per idle conn | RSS with 1,000 conns |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for m in modes:
         s, b = med[m]
         ratio_s = f"{s / d_small:.2f}" if d_small else "-"
@@ -292,8 +311,10 @@ def report(modes, small, big, lat, mem, args) -> None:
             per, total = f"{(after - before) / args.conns:.1f} KiB", f"{after / 1024:.1f} MiB"
         else:
             per = total = "-"
-        print(f"| {m} | {s:.0f} | {ratio_s} | {b:.0f} | {ratio_b} | {added} | {added99} "
-              f"| {per} | {total} |")
+        cpu_s = f"{statistics.median(c[0] for c in cpu[m]):.0f} µs" if m != "direct" else "-"
+        cpu_b = f"{statistics.median(c[1] for c in cpu[m]):.0f} µs" if m != "direct" else "-"
+        print(f"| {m} | {s:.0f} | {ratio_s} | {cpu_s} | {b:.0f} | {ratio_b} | {cpu_b} | {added} "
+              f"| {added99} | {per} | {total} |")
     if "wsreplay" in med and "mitmproxy" in med:
         print(f"\nwsreplay / mitmproxy, 64 B × 50: {med['wsreplay'][0] / med['mitmproxy'][0]:.1f}×; "
               f"64 KiB: {med['wsreplay'][1] / med['mitmproxy'][1]:.1f}×")
