@@ -240,7 +240,7 @@ class _Link:
             msg = await receive()
             while msg.type in _DATA:
                 batch, msg = [msg], None
-                while queued() and len(batch) < MAX_BATCH:
+                while queued() and len(batch) < MAX_BATCH and not self.stopping:
                     msg = await receive()  # already parsed: returns without waiting
                     if msg.type not in _DATA:
                         break
@@ -259,6 +259,8 @@ class _Link:
                     self._end_drop(side.other, "dropped:")
                     return side, "gone"
                 if msg is None:
+                    if self.stopping:  # a receive() while aiohttp's client closes sends 1000
+                        return side, "stopped"
                     msg = await receive()
             return side, await self._ended(side, msg)
         except asyncio.CancelledError:
@@ -283,8 +285,6 @@ class _Link:
             if not self.over:
                 self.record.close(side, code, reason)
             self.closing = True
-            if self.stopping:  # the answer to the proxy's own 1001: the other leg has its own
-                return "close"
             try:
                 await self.legs[side.other].send_frame(_close_payload(code, reason), WSMsgType.CLOSE)
             except ConnectionError:
