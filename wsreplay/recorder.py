@@ -254,9 +254,7 @@ class Sink:
         size = len(data)
         if not self._queue and size < self.BACKGROUND:
             start = self._end
-            if size and start // _PAGE == (start + size - 1) // _PAGE:
-                self._write(data, start)  # the common case: one write inside one page
-            elif size:
+            if size:  # _write_at cuts a failed write back (a file size limit ends it midway)
                 self._write_at(data, start)
             self._end = start + size
             return None
