@@ -21,6 +21,14 @@ Deliver = Callable[[str, Message], Awaitable[None]]
 GRACE = 2.0  # seconds to wait for the peer's close frame once ours is out
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class Wire:
     """Connection ``conn`` over aiohttp's ``ws``. ``end(abort)`` ends the TCP connection
     with no (further) close frame: gracefully, or by a reset when ``abort``."""
@@ -44,6 +52,11 @@ class Wire:
                 kind = msg.type
                 if kind is WSMsgType.TEXT:
                     data = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
+                    if not _is_utf8(data):  # RFC 6455 8.1: fail the connection with 1007
+                        await self._fail(1007, "invalid UTF-8 in a text message")
+                        await deliver(self.conn, Message.drop(
+                            "the peer sent a text message that is not UTF-8 (closed with 1007)"))
+                        return
                     await deliver(self.conn, Message(Kind.TEXT, data))
                 elif kind is WSMsgType.BINARY:
                     await deliver(self.conn, Message.of_binary(msg.data))
@@ -68,6 +81,18 @@ class Wire:
             await deliver(self.conn, Message.drop(str(exc) or type(exc).__name__))
         finally:
             self.ended.set()
+
+    async def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection: our close frame with ``code`` (unless one went already), then
+        the TCP connection ends without waiting for an answer."""
+        if not self.close_sent:
+            self.close_sent = True
+            try:
+                await self.ws.send_frame(Message.close(code, reason).close_payload(),
+                                         WSMsgType.CLOSE)
+            except (ConnectionError, RuntimeError):
+                pass
+        self._end_transport()
 
     async def send(self, msg: Message) -> None:
         """Put ``msg`` on the wire (a close frame, or a drop: the TCP connection ends)."""

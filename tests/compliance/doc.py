@@ -16,8 +16,6 @@ BUGS = {
     "B2": "After a close frame forwarded (proxy) or sent (mock) with `send_frame`, a bad frame "
           "from the peer makes aiohttp send a second close frame (1002); the proxy records it as "
           "a second `< close` line and the mock then fails its own run (\"cannot send\").",
-    "B3": "The mock server does not fail a text message that is not UTF-8 with 1007: the engine "
-          "reports a mismatch and the client gets 1008.",
     "B4": "Close codes 1006 and 5000-65535 are not refused (aiohttp accepts them): the proxy "
           "forwards them to the other leg (and the far peer echoes 1006 back), and the mock "
           "treats them as ordinary close frames.",
