@@ -122,13 +122,14 @@ class ScriptedServer:
 
 
 @contextlib.asynccontextmanager
-async def aiohttp_peer(handler):
-    """Serve ``handler`` (every path) on 127.0.0.1; yields the port; always stopped."""
+async def aiohttp_peer(handler, ssl_context=None):
+    """Serve ``handler`` (every path) on 127.0.0.1 (TLS with ``ssl_context``); yields the port;
+    always stopped."""
     server = web.Server(handler)
     runner = web.ServerRunner(server)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         yield runner.addresses[0][1]
     finally:

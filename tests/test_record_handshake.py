@@ -328,3 +328,54 @@ async def test_a_recording_replays_against_the_server_it_was_recorded_from(recor
         await until(lambda: server.seen and server.seen[-1][0] == "close")
     assert server.seen == [("text", b'{"op":"hi","tag":"#a"}'), ("text", b"plain {{x}}"),
                            ("binary", b"\x00\x01"), ("ping", b"p"), ("close", 4000, "bye")]
+
+
+# --- TLS upstream ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """A self-signed certificate for ``localhost`` (openssl CLI) and its key."""
+    import shutil
+    import subprocess
+
+    from .conftest import missing
+
+    if shutil.which("openssl") is None:
+        missing("openssl is not installed (it makes the test certificate)")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+async def test_a_wss_upstream_is_verified_with_sni_unless_told_otherwise(record, tls_files):
+    import ssl
+
+    cert, key = tls_files
+    names: list = []
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda sock, name, ctx: names.append(name)
+    server = ScriptedServer()
+    async with aiohttp_peer(server.handle, ssl_context=context) as port:
+        target = f"wss://localhost:{port}/tls"
+        untrusted = await record(target)
+        trusted = await record(target, ca_file=str(cert))
+        insecure = await record(target, insecure=True)
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+                await session.ws_connect(untrusted.url)
+            assert info.value.status == 502
+            for proxy in (trusted, insecure):
+                async with session.ws_connect(proxy.url + "/x") as ws:
+                    await ws.send_str("over tls")
+                    assert (await ws.receive(timeout=T)).data == "over tls"
+        await settled(trusted)
+        await settled(insecure)
+    assert "localhost" in names and server.path == "/tls/x"
+    assert connect_step(trusted).url == target + "/x"
+    scenario = load(untrusted.recorder.path)
+    assert any("not opened: upstream failed" in s.text and "certificate" in s.text.lower()
+               for s in scenario.steps if isinstance(s, m.Comment))

@@ -249,6 +249,9 @@ class TracingSink(Sink):
         self.ops.append((offset, bytes(data)))
         super()._write(data, offset)
 
+    def _write_commented(self, line, offset):
+        self._write(b"#" + line[1:], offset)
+
 
 def states_after_cuts(ops):
     """Every file content a kill can leave: writes apply in order, and the one running when the

@@ -282,10 +282,11 @@ class Sink:
                     return
                 batch = list(self._queue)  # left queued until written: _drain waits for it
             error = None
-            if not self.broken:
-                data = batch[0][0] if len(batch) == 1 else b"".join(item[0] for item in batch)
+            for data, offset, _ in batch:  # one by one: joining them would copy them all
+                if self.broken:
+                    break
                 try:
-                    self._write_at(data, batch[0][1])
+                    self._write_at(data, offset)
                 except OSError as exc:
                     error = exc
                     self.broken = True
@@ -337,8 +338,14 @@ class Sink:
         if first in (b"#", b"\n") or first[0] >= 0x80:
             self._write(line, offset)
             return
-        self._write(b"#" + line[1:], offset)
+        self._write_commented(line, offset)
         self._write(first, offset)
+
+    def _write_commented(self, line: bytes, offset: int) -> None:
+        """``line`` with ``#`` for its first byte, without copying it."""
+        rest = memoryview(line)[1:]
+        if os.pwritev(self._fd, [b"#", rest], offset) != len(line):
+            self._write(b"#" + bytes(rest), offset)
 
     def _write(self, data: bytes, offset: int) -> None:
         done = os.pwrite(self._fd, data, offset)
