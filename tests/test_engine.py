@@ -669,3 +669,23 @@ def test_lines_of_our_side_in_an_unordered_block_go_out_when_it_is_reached():
     assert run.sent_texts() == ["q1", "q2"]
     run.recv("a", "r1", 1).recv("a", "r2", 2)
     assert run.result.passed
+
+
+@pytest.mark.parametrize("side", [C, S])
+def test_a_drop_after_a_complete_closing_handshake_is_no_news(side):
+    # What a browser tab closing right after its close frame looks like in a recording.
+    source = """
+        conn a ws://h/x
+        a > close 1001
+        a < close 1000
+        a > drop
+    """
+    if side is C:
+        run = Run(source).recv("a", Message.close(1000), 1)
+        assert run.sends() == [Message.close(1001, "")]
+    else:
+        run = Run(source, S)
+        run.connect("/x")
+        run.recv("a", Message.close(1001), 1)
+        assert run.sends() == [Message.close(1000, "")]
+    assert run.engine.done and run.result.passed, run.result.failures

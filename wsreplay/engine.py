@@ -326,6 +326,9 @@ class Engine:
         if due is not None and now < due:
             return due
         c = self.conns[event.conn]
+        if isinstance(payload, m.Drop) and c.state is S.CLOSED:
+            return None  # after a complete closing handshake, ending the TCP connection is all
+            # that is left (a browser tab closing right after its close frame is recorded so)
         if c.state not in CAN_SEND:
             raise _Fail(Failure("scenario", f"cannot send on {event.conn}: the connection is "
                                 f"{c.state.value}", step=event, conn=event.conn))
@@ -438,6 +441,8 @@ class Engine:
                 return None
             raise _Fail(mismatch_failure(self, event, c, hit, now))
         if c.state in ENDED:
+            if isinstance(event.payload, m.Drop) and c.state is S.CLOSED:
+                return None  # the closing handshake is complete: the TCP end is all that is left
             raise _Fail(closed_failure(self, event, c, now))
         deadline = self._deadline(event.within)
         if now < deadline:
