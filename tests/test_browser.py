@@ -240,11 +240,9 @@ def test_closing_the_tab_mid_chat_records_a_closing_handshake_that_replays(brows
         ends = [(e.side, e.payload) for e in load(out).events()
                 if isinstance(e.payload, (m.Close, m.Drop))]
         assert ends[:2] == [(m.Side.CLIENT, m.Close(1001, None)), (m.Side.SERVER, m.Close(1000))]
-        if ends[2:] == [(m.Side.CLIENT, m.Drop())]:
-            pytest.xfail("record writes `> drop` after a complete closing handshake when the "
-                         "client leaves before the answering close reaches it (proxy.py "
-                         "_ended); replay and serve then fail on that line")
-        assert ends[2:] == []
+        # The tab may be gone before the answering close reaches it: then the recording says
+        # so (`> drop`), and a drop after a complete closing handshake replays as no news.
+        assert ends[2:] in ([], [(m.Side.CLIENT, m.Drop())])
         fresh = start(wsreplay("demo-server", "--listen", "127.0.0.1:0", "--deterministic"),
                       procs)
         replay = start(wsreplay("replay", out, "--target", f"ws://127.0.0.1:{fresh.port}"),
