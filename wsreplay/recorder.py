@@ -25,7 +25,7 @@ import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -605,6 +605,7 @@ class ConnectionRecord:
 
     def connect_step(self, hs: Handshake) -> m.Connect:
         """The ``conn`` step for ``hs``, secrets replaced by variables."""
+        hs = _readable(hs)
         url, query = self._url(hs.url)
         headers = tuple((k, self._header_value(k, v)) for k, v in hs.headers)
         expect_headers = tuple((k, self._header_value(k, v)) for k, v in hs.response_headers
@@ -696,6 +697,28 @@ class ConnectionRecord:
         if self.recorder.split and not self.closed:
             self.sink.close()
         self.closed = True
+
+
+def _text(value: str) -> str:
+    """``value`` as text a file can hold: bytes that were not UTF-8 (aiohttp keeps them as
+    surrogate escapes) become U+FFFD, so such a value is recorded approximately."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _readable(hs: Handshake) -> Handshake:
+    """``hs`` with every string made :func:`_text` (the common case: ``hs`` itself)."""
+    pairs = hs.headers + hs.response_headers
+    if all(_text(s) is s for s in (hs.url, hs.protocol or "", *hs.protocols,
+                                   *(x for pair in pairs for x in pair))):
+        return hs
+    return replace(hs, url=_text(hs.url), protocols=tuple(map(_text, hs.protocols)),
+                   protocol=hs.protocol and _text(hs.protocol),
+                   headers=tuple((_text(k), _text(v)) for k, v in hs.headers),
+                   response_headers=tuple((_text(k), _text(v)) for k, v in hs.response_headers))
 
 
 def _one_line(text: str) -> str:
