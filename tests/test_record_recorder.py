@@ -250,7 +250,7 @@ class TracingSink(Sink):
         super()._write(data, offset)
 
     def _write_commented(self, line, offset):
-        self._write(b"#" + line[1:], offset)
+        self._write(b"#" + bytes(line[1:]), offset)
 
 
 def states_after_cuts(ops):

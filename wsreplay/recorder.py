@@ -320,21 +320,24 @@ class Sink:
             raise
 
     def _append_lines(self, data: bytes, start: int) -> None:
+        view = memoryview(data)
         run = pos = 0  # data[run:pos] is a run of whole lines inside one page, not yet written
         while pos < len(data):
             nl = data.find(b"\n", pos)
             end = len(data) if nl < 0 else nl + 1
             if (start + run) // _PAGE != (start + end - 1) // _PAGE:
-                self._write(data[run:pos], start + run)
+                if run < pos:
+                    self._write(view[run:pos], start + run)
                 run = pos
                 if (start + pos) // _PAGE != (start + end - 1) // _PAGE:
-                    self._write_line(data[pos:end], start + pos)
+                    self._write_line(view[pos:end], start + pos)
                     run = end
             pos = end
-        self._write(data[run:pos], start + run)
+        if run < pos:
+            self._write(view[run:pos], start + run)
 
-    def _write_line(self, line: bytes, offset: int) -> None:
-        first = line[:1]
+    def _write_line(self, line, offset: int) -> None:
+        first = bytes(line[:1])
         if first in (b"#", b"\n") or first[0] >= 0x80:
             self._write(line, offset)
             return
@@ -343,7 +346,7 @@ class Sink:
 
     def _write_commented(self, line: bytes, offset: int) -> None:
         """``line`` with ``#`` for its first byte, without copying it."""
-        rest = memoryview(line)[1:]
+        rest = line[1:]
         if os.pwritev(self._fd, [b"#", rest], offset) != len(line):
             self._write(b"#" + bytes(rest), offset)
 
