@@ -495,9 +495,8 @@ def _cut_states(ops, page: int):
         content[offset:offset + len(data)] = data
 
 
-@pytest.mark.xfail(strict=True, reason="bug F3 (/work/notes/bugs.md): a multi-line fenced step "
-                   "crossing a page boundary is cut by a kill into a file that does not parse")
 def test_a_kill_inside_a_multi_line_step_leaves_a_file_that_parses(tmp_path):
+    # bug F3, fixed: a multi-line step up to a page long is padded into one page
     page = os.sysconf("SC_PAGE_SIZE")
     rec = Recorder(tmp_path / "fenced.wsr", clock=lambda: 1.0)
     sink = rec._sink = TracedSink(tmp_path / "fenced.wsr")

@@ -286,3 +286,23 @@ def test_every_state_a_kill_can_leave_parses_to_a_prefix_of_the_recording(tmp_pa
         assert events == final[: len(events)]
         seen += 1
     assert seen > 30 and len(final) == 300 + 3 + 50 + 1
+
+
+def test_multi_line_steps_land_inside_one_page_so_a_kill_cannot_split_them(tmp_path):
+    pretty = json.dumps({"id": 7, "items": [{"n": i, "tag": "#x"} for i in range(40)]}, indent=2)
+    sink = TracingSink(tmp_path / "fenced.wsr")
+    sink.t0 = 0.0
+    rec = Recorder(tmp_path / "unused.wsr", clock=lambda: 1.0)
+    rec._sink = sink
+    conn = rec.connection(Handshake("ws://h:1/"))
+    for i in range(60):  # ~1.3 KiB fenced steps: many would cross a page boundary
+        conn.messages(m.Side.SERVER, [(OP_TEXT, pretty.replace("7", str(i), 1).encode(), None),
+                                      (OP_TEXT, b"one line", None)])
+    text = (tmp_path / "fenced.wsr").read_text()
+    final = parse(text).events()
+    first = pretty.replace("7", "0", 1).replace("#x", "##x")
+    assert [e.payload for e in final[:2]] == [m.Json(first), m.Text("one line")]
+    assert len(final) == 120 and "\n#    " in text  # padding comments were needed
+    for state in states_after_cuts(sink.ops):
+        events = parse(state.decode("utf-8")).events()
+        assert events == final[: len(events)]

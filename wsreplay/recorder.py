@@ -199,8 +199,9 @@ class Sink:
     text that fits in the current page goes in one write; otherwise it goes line by line in
     page-sized runs, and a line that itself crosses a page boundary is first written as a
     comment (``#`` for its first byte) and turned into its real self by a one-byte write once
-    all of it is in. A cut therefore leaves whole lines and at most one comment line. (One gap
-    remains: a multi-line fenced payload crossing a page boundary.)
+    all of it is in. A cut therefore leaves whole lines and at most one comment line. A
+    multi-line (fenced) step cannot be cut into lines that way: :meth:`aligned` pads before it
+    so it lands inside one page (one gap remains: such a step longer than a page).
 
     ``submit`` appends big texts from a writer thread (the write costs more than the hand-over,
     and the event loop goes on meanwhile); the caller awaits the future it returns before
@@ -319,6 +320,22 @@ class Sink:
                 pass
             raise
 
+    def aligned(self, steps: list[str]) -> str:
+        """``steps`` joined, with a padding comment before each multi-line one that would
+        cross a page boundary, so that it lands inside one page and is written in one piece
+        (a fenced block cut in two does not parse). A step longer than a page cannot be
+        helped this way. Call right before appending the result."""
+        pos, out = self._end, []  # _end counts the background writes still queued
+        for step in steps:
+            size = len(step.encode("utf-8"))
+            if step.count("\n") > 1 and size <= _PAGE and pos // _PAGE != (pos + size - 1) // _PAGE:
+                gap = _PAGE - pos % _PAGE
+                out.append("\n" if gap == 1 else "#" + " " * (gap - 2) + "\n")
+                pos += gap
+            out.append(step)
+            pos += size
+        return "".join(out)
+
     def _append_lines(self, data: bytes, start: int) -> None:
         view = memoryview(data)
         run = pos = 0  # data[run:pos] is a run of whole lines inside one page, not yet written
@@ -344,11 +361,9 @@ class Sink:
         self._write_commented(line, offset)
         self._write(first, offset)
 
-    def _write_commented(self, line: bytes, offset: int) -> None:
-        """``line`` with ``#`` for its first byte, without copying it."""
-        rest = line[1:]
-        if os.pwritev(self._fd, [b"#", rest], offset) != len(line):
-            self._write(b"#" + bytes(rest), offset)
+    def _write_commented(self, line, offset: int) -> None:
+        """``line`` with ``#`` for its first byte."""
+        self._write(b"#" + bytes(line[1:]), offset)
 
     def _write(self, data: bytes, offset: int) -> None:
         done = os.pwrite(self._fd, data, offset)
@@ -393,6 +408,9 @@ class _Unwritten:
 
     def submit(self, text: str) -> None:
         pass
+
+    def aligned(self, steps: list[str]) -> str:
+        return "".join(steps)
 
     def close(self) -> None:
         pass
@@ -601,7 +619,10 @@ class ConnectionRecord:
         if self._pending_env:
             steps[:0] = [format_step(m.Env(n)) for n in self._pending_env]
             self._pending_env.clear()
-        return self.recorder._append(self.sink, "".join(steps), background)
+        text = "".join(steps)
+        if background and text.count("\n") > len(steps):  # a fenced, multi-line event
+            text = self.sink.aligned(steps)
+        return self.recorder._append(self.sink, text, background)
 
     def write_connect(self, hs: Handshake) -> None:
         self._emit([format_step(self.connect_step(hs))])
