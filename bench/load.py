@@ -364,25 +364,30 @@ async def soak(server: Server, seconds: float, conns: int = 50, rate: float = 10
                 sent += 1
                 await asyncio.sleep(1 / rate)
 
-    first = len(server.stats)
+    first, load_before = len(server.stats), os.getloadavg()[0]
     async with session() as http:
         await asyncio.gather(*(steady(i, http) for i in range(conns)))
     return {"seconds": seconds, "conns": conns, "messages": sent,
+            "load_average_before": load_before, "load_average_after": os.getloadavg()[0],
             **_trend(server.stats[first:])}
 
 
 def _trend(stats: list[dict]) -> dict:
-    """First tenth against last tenth of the run: RSS, lag p99; and the RSS slope."""
+    """First tenth against last tenth of the run (medians of the per-second samples, so one
+    busy second on a shared machine does not decide), and least-squares slopes."""
     if len(stats) < 10:
         return {"samples": len(stats)}
     k = max(1, len(stats) // 10)
     head, tail = stats[:k], stats[-k:]
-    mean = lambda rows, key: statistics.fmean(r[key] for r in rows)  # noqa: E731
+    median = lambda rows, key: statistics.median(r[key] for r in rows)  # noqa: E731
     xs = [r["t"] - stats[0]["t"] for r in stats]
-    slope = statistics.linear_regression(xs, [r["rss_kib"] for r in stats]).slope
-    return {"samples": len(stats), "rss_first_kib": mean(head, "rss_kib"),
-            "rss_last_kib": mean(tail, "rss_kib"), "rss_slope_kib_per_min": slope * 60,
-            "lag_p99_first_ms": mean(head, "lag_p99"), "lag_p99_last_ms": mean(tail, "lag_p99"),
+    slope = lambda key: statistics.linear_regression(  # noqa: E731
+        xs, [r[key] for r in stats]).slope * 60
+    return {"samples": len(stats), "rss_first_kib": median(head, "rss_kib"),
+            "rss_last_kib": median(tail, "rss_kib"), "rss_slope_kib_per_min": slope("rss_kib"),
+            "lag_p99_first_ms": median(head, "lag_p99"),
+            "lag_p99_last_ms": median(tail, "lag_p99"),
+            "lag_p99_slope_ms_per_min": slope("lag_p99"),
             "lag_max_ms": max(r["lag_max"] for r in stats)}
 
 

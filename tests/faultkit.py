@@ -46,11 +46,13 @@ def open_fds(pid: int) -> int:
 
 
 def figure(name: str, **values) -> None:
-    """Keep a measured figure (one JSON line) when ``WSREPLAY_FIGURES`` names a file."""
+    """Keep a measured figure (one JSON line, with the test that measured it) when
+    ``WSREPLAY_FIGURES`` names a file."""
     path = os.environ.get(FIGURES_ENV)
     if path:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1].rsplit(" (", 1)[0]
         with open(path, "a", encoding="utf-8") as out:
-            out.write(json.dumps({"figure": name, **values}) + "\n")
+            out.write(json.dumps({"figure": name, "test": test, **values}) + "\n")
 
 
 def record_args(python_exe: str, target: str, *extra) -> list:

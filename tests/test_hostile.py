@@ -46,14 +46,14 @@ def served(request, tmp_path_factory):
     server.stop()
 
 
-def after_the_attack(served: Served, name: str) -> None:
+def after_the_attack(served: Served, name: str, examples: int | None = EXAMPLES) -> None:
     """The process is up, serves a good client and has let go of every connection."""
     assert served.alive(), served.proc.describe()
     assert served.serves_a_good_client()
     left = wait_fds(served.pid, served.baseline)
     assert left <= served.baseline, f"{left} descriptors open, {served.baseline} before"
-    figure(f"fuzz {name} ({served.kind})", examples=EXAMPLES, fds_before=served.baseline,
-           fds_after=left)
+    figure(f"fuzz {name} ({served.kind})", **({"examples": examples} if examples else {}),
+           fds_before=served.baseline, fds_after=left)
 
 
 def attack(served: Served, data: bytes, reset: bool) -> None:
@@ -203,7 +203,7 @@ def test_a_burst_of_half_open_connections_is_let_go(served):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()
     assert peak >= served.baseline + 200  # they were all open on the server...
-    after_the_attack(served, "200 half-open connections")  # ...and are all gone
+    after_the_attack(served, "200 half-open connections", None)  # ...and are all gone
 
 
 # --- recording paths from hostile requests ------------------------------------------------
@@ -214,8 +214,9 @@ HOSTILE_TARGETS = [b"/%2e%2e/%2e%2e/x", b"/../../x", b"/..%2f..%2fx", b"//etc/pa
 HOSTILE_HOSTS = [b"../../evil", b"/tmp/evil", b"evil:80/../../x", b"%2e%2e"]
 
 
-@pytest.mark.parametrize("out,split", [("folder/", False), ("folder/", True),
-                                       ("folder/rec.wsr", False), ("folder/rec.wsr", True)])
+@pytest.mark.parametrize("out,split", [
+    ("folder/", False), ("folder/", True), ("folder/rec.wsr", False), ("folder/rec.wsr", True)],
+    ids=["folder", "folder split", "file", "file split"])
 async def test_a_hostile_path_or_host_never_writes_outside_the_output_folder(
         spawn, python_exe, tmp_path, out, split):
     sandbox = tmp_path / "sandbox"
@@ -343,7 +344,7 @@ def certs(tmp_path_factory):
 
 @pytest.mark.parametrize("flags,passes", [
     ([], False), (["--ca-file", "{other}"], False), (["--ca-file", "{cert}"], True),
-    (["--insecure"], True)])
+    (["--insecure"], True)], ids=["no flag", "another CA", "its CA", "insecure"])
 async def test_a_self_signed_wss_upstream_is_refused_unless_trusted(
         spawn, python_exe, tmp_path, certs, flags, passes):
     (cert, key), (other, _) = certs
