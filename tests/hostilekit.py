@@ -144,6 +144,7 @@ class Served:
 
     def __init__(self, kind: str, folder: Path):
         self.kind, self.procs = kind, []
+        self.attacks = 0  # inputs sent by the test under way
         python = sys.executable
         if kind == "record":
             upstream = self._start([python, TESTS / "fault_upstream.py"])

@@ -46,17 +46,19 @@ def served(request, tmp_path_factory):
     server.stop()
 
 
-def after_the_attack(served: Served, name: str, examples: int | None = EXAMPLES) -> None:
+def after_the_attack(served: Served, name: str) -> None:
     """The process is up, serves a good client and has let go of every connection."""
     assert served.alive(), served.proc.describe()
     assert served.serves_a_good_client()
     left = wait_fds(served.pid, served.baseline)
     assert left <= served.baseline, f"{left} descriptors open, {served.baseline} before"
-    figure(f"fuzz {name} ({served.kind})", **({"examples": examples} if examples else {}),
-           fds_before=served.baseline, fds_after=left)
+    sent = {"inputs_sent": served.attacks} if served.attacks else {}
+    served.attacks = 0
+    figure(f"fuzz {name} ({served.kind})", **sent, fds_before=served.baseline, fds_after=left)
 
 
 def attack(served: Served, data: bytes, reset: bool) -> None:
+    served.attacks += 1
     answer, _ = exchange(served.port, data, reset=reset)
     check_answer(answer)
     assert served.alive(), served.proc.describe()
@@ -203,7 +205,7 @@ def test_a_burst_of_half_open_connections_is_let_go(served):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()
     assert peak >= served.baseline + 200  # they were all open on the server...
-    after_the_attack(served, "200 half-open connections", None)  # ...and are all gone
+    after_the_attack(served, "200 half-open connections")  # ...and are all gone
 
 
 # --- recording paths from hostile requests ------------------------------------------------
