@@ -169,6 +169,16 @@ async def _release_upstream(ws: aiohttp.ClientWebSocketResponse) -> None:
         await ws.close()
 
 
+def _sendable(code: int) -> bool:
+    """Whether a close code may go on the wire (RFC 6455 7.4: 1000-1003, 1007-1014 and
+    3000-4999; aiohttp lets 1006 and 5000+ through)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 def _who(side: Side) -> str:
     return "client" if side is Side.CLIENT else "upstream"
 
@@ -282,6 +292,8 @@ class _Link:
     async def _ended(self, side: Side, msg) -> str:
         if msg.type is WSMsgType.CLOSE:
             code, reason = msg.data or 0, msg.extra or ""
+            if code and not _sendable(code):  # 1004-1006, 1015, <1000, >=5000: a protocol error
+                return await self._broke(side, 1002, f"close code {code}", close=True)
             if not self.over:
                 self.record.close(side, code, reason)
             self.closing = True
@@ -294,18 +306,27 @@ class _Link:
             return "stopped"
         error = msg.data if msg.type is WSMsgType.ERROR else None
         if isinstance(error, WebSocketError):  # aiohttp has closed this leg with error.code
-            if not self.over:
-                self.record.close(side.other, error.code, "")
-            self.over = True
-            return "error"
+            return await self._broke(side, error.code, str(error) or "protocol error")
+        if error is not None and not isinstance(error, (OSError, asyncio.TimeoutError)):
+            # unreadable data (corrupt compression...): aiohttp closed the leg with 1000
+            return await self._broke(side, 1000, f"{type(error).__name__}: {error}")
         self._end_drop(side, "dropped:")
         return "drop"
 
     async def _bad_text(self, side: Side) -> str:
+        return await self._broke(side, 1007, "invalid UTF-8", close=True)
+
+    async def _broke(self, side: Side, code: int, why: str, close: bool = False) -> str:
+        """``side`` broke the protocol: its leg is closed with ``code`` (by aiohttp already,
+        unless ``close``), the other one gets 1011 from :meth:`run`; the recording says so."""
         if not self.over:
-            self.record.close(side.other, 1007, "invalid UTF-8")
+            other = "upstream" if side is Side.CLIENT else "client"
+            self.record.note(f"the {_who(side)} broke the protocol ({_one_line(why)[:200]}): "
+                             f"its leg closed with {code}, the {other}'s with 1011")
+            self.record.close(side.other, code, "invalid UTF-8" if code == 1007 else "")
         self.over = True
-        await self._close_leg(side, 1007, "invalid UTF-8")
+        if close:
+            await self._close_leg(side, code, "invalid UTF-8" if code == 1007 else why[:100])
         return "error"
 
     def _end_drop(self, side: Side, how: str) -> None:
@@ -535,7 +556,11 @@ class RecordingProxy:
             max_msg_size=cfg.max_size + 1, decode_text=False, timeout=cfg.close_timeout)
         for key, value in _forwarded(CIMultiDict(hs.response_headers), HOP_BY_HOP | WS_LEG):
             client.headers.add(key, value)
-        record = self.recorder.connection(hs)
+        try:
+            record = self.recorder.connection(hs)
+        except BaseException:  # a recorder bug must not leave the upstream leg open
+            await _release_upstream(upstream)
+            raise
         link = _Link(self, request, client, upstream, record)
         try:
             await client.prepare(request)
