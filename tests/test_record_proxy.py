@@ -310,6 +310,8 @@ async def test_invalid_utf8_from_the_client_closes_it_1007_and_upstream_1011(rec
         await settled(proxy)
     assert server.seen == [("text", b"fine"), ("close", 1011, "client error")]
     assert events(load(proxy.recorder.path))[-1] == ("<", ("close", 1007, "invalid UTF-8"))
+    assert ("# c1: the client broke the protocol (invalid UTF-8): its leg closed with 1007, "
+            "the upstream's with 1011\n") in proxy.recorder.path.read_text()
 
 
 # --- order, backpressure, shutdown ----------------------------------------------------------
