@@ -315,6 +315,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--soak-seconds", type=float, default=600.0)
     parser.add_argument("--load-json", help="use this bench/load.py --json output, not a new run")
+    parser.add_argument("--keep-load", metavar="PATH",
+                        help="also save the load run's figures here (for --load-json later)")
     parser.add_argument("--out", default=str(REPO / "docs" / "reliability.md"))
     parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     args = parser.parse_args()
@@ -325,6 +327,8 @@ def main() -> int:
             args.soak_seconds = load.get("soak", {}).get("wsreplay", {}).get("seconds", 0)
         else:
             load = run_load(Path(tmp), args.soak_seconds)
+            if args.keep_load:
+                Path(args.keep_load).write_text(json.dumps(load, indent=1) + "\n")
     doc, summary, ok = render(outcomes, figures, load, args.soak_seconds)
     Path(args.out).write_text(doc, encoding="utf-8")
     print(f"wrote {args.out}" + ("" if ok else " (a test failed or a target was missed)"))

@@ -67,13 +67,14 @@ def check_answer(data: bytes) -> int | None:
     if not data:
         return None
     head, sep, rest = data.partition(b"\r\n\r\n")
-    assert head.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")), f"not an HTTP answer: {data[:80]!r}"
-    status = int(head.split(b" ", 2)[1])
+    assert head.startswith(b"HTTP/"), f"not an HTTP answer: {data[:80]!r}"
+    version, status = head[5:8], int(head.split(b" ", 2)[1])
     assert status != 500, f"the server failed: {data[:300]!r}"
-    if status == 101:
+    if status == 101:  # RFC 6455 4.1: the upgrade request is HTTP/1.1 or newer
+        assert version == b"1.1", f"an upgrade answered in HTTP/{version.decode()}"
         assert sep, "a 101 with no end of headers"
         check_frames(rest)
-    return status
+    return status  # (an error answers in the request's version, HTTP/0.9 included: aiohttp)
 
 
 def check_frames(data: bytes) -> list[tuple[int, bytes]]:

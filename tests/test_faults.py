@@ -293,6 +293,24 @@ async def test_sigkill_at_20_random_moments_every_file_parses_and_holds_what_cli
            recorded_server_messages=totals["kept"], seconds=round(took, 1), seed=seed)
 
 
+async def _chatty_client(url: str, got: list, closes: list) -> None:
+    """Send and read in turn until the connection is closed; keep what came back."""
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url, max_msg_size=0) as ws:
+            i = 0
+            while True:
+                try:
+                    await ws.send_str(f"n{i}")
+                except ConnectionError:
+                    pass
+                msg = await ws.receive(timeout=T)
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    closes.append((msg.type, msg.data))
+                    return
+                got.append(msg.data)
+                i += 1
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 async def test_a_signal_under_traffic_closes_every_leg_1001_and_completes_the_file(
         spawn, python_exe, tmp_path, sig):
@@ -300,28 +318,11 @@ async def test_a_signal_under_traffic_closes_every_leg_1001_and_completes_the_fi
     server = ScriptedServer(max_msg_size=0)
     closes: list = []
     out = tmp_path / "stopped.wsr"
-
-    async def client(url: str, got: list) -> None:
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(url, max_msg_size=0) as ws:
-                i = 0
-                while True:
-                    try:
-                        await ws.send_str(f"n{i}")
-                    except ConnectionError:
-                        pass
-                    msg = await ws.receive(timeout=T)
-                    if msg.type is not aiohttp.WSMsgType.TEXT:
-                        closes.append((msg.type, msg.data))
-                        return
-                    got.append(msg.data)
-                    i += 1
-
     async with aiohttp_peer(server.handle) as port:
         rec = spawn(record_args(python_exe, f"ws://127.0.0.1:{port}", "--out", out))
         got = [[] for _ in range(3)]
-        tasks = [asyncio.create_task(client(f"ws://127.0.0.1:{rec.port}/c{j}", got[j]))
-                 for j in range(3)]
+        tasks = [asyncio.create_task(_chatty_client(f"ws://127.0.0.1:{rec.port}/c{j}", got[j],
+                                                    closes)) for j in range(3)]
         await until(lambda: all(len(g) > 50 for g in got), what="traffic")
         rec.popen.send_signal(sig)
         await asyncio.wait_for(asyncio.gather(*tasks), 2 * T)

@@ -68,7 +68,8 @@ def attack(served: Served, data: bytes, reset: bool) -> None:
 
 REQUEST_LINES = UPGRADE[:-4].split(b"\r\n")
 ODD_LINES = [
-    b"", b"\x00", b"\xff\xfe", b"GET", b"GET /echo HTTP/0.9", b"GET /echo HTTP/9.9",
+    b"", b"\x00", b"\xff\xfe", b"GET", b"GET /echo HTTP/0.9", b"GET /echo HTTP/1.0",
+    b"GET /echo HTTP/9.9", b"GET /echo HTTP/2.0",
     b"POST /echo HTTP/1.1", b"GET echo HTTP/1.1", b"GET http://evil/echo HTTP/1.1",
     b"GET /%zz HTTP/1.1", b"GET /\x00 HTTP/1.1", b"Upgrade: websocket, h2c", b"Upgrade: h2c",
     b"Connection: close", b"Sec-WebSocket-Version: 8", b"Sec-WebSocket-Version: ",
@@ -111,6 +112,12 @@ def test_malformed_handshakes_get_an_http_error_or_a_clean_close(served):
 
     one()
     after_the_attack(served, "malformed handshakes")
+
+
+@pytest.mark.parametrize("version", [b"1.0", b"0.9"])  # bug H4: they got "HTTP/1.0 101"
+def test_an_upgrade_below_http_1_1_is_refused(served, version):
+    answer, _ = exchange(served.port, UPGRADE.replace(b"HTTP/1.1", b"HTTP/" + version))
+    assert check_answer(answer) == 400
 
 
 NOT_UTF8 = UPGRADE.replace(b"\r\n\r\n", b"\r\nSec-WebSocket-Protocol: \xff\r\n"

@@ -502,7 +502,9 @@ class RecordingProxy:
     async def _websocket(self, request: web.BaseRequest) -> web.StreamResponse:
         cfg = self.config
         offered = _offered_protocols(request.headers)
-        if not web.WebSocketResponse(protocols=offered).can_prepare(request):
+        # RFC 6455 4.1: HTTP/1.1 or newer (aiohttp would answer an HTTP/1.0 one "HTTP/1.0 101")
+        if request.version < (1, 1) or \
+                not web.WebSocketResponse(protocols=offered).can_prepare(request):
             return web.Response(status=400, text="not a valid WebSocket upgrade request\n")
         if cfg.allow_origins and request.headers.get("Origin") not in cfg.allow_origins:
             return web.Response(status=403, text="wsreplay record: Origin not allowed\n")
