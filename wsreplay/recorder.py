@@ -6,7 +6,7 @@ shape of aiohttp's ``WSMessage``), close frames and dropped connections — and 
 them into model steps, redacts secrets into ``env`` variables, formats them with
 :func:`wsreplay.writer.format_step` and appends them to the scenario file.
 
-The file is valid at every moment (see :class:`Sink`): a batch becomes visible in one atomic
+The file is valid at every moment (see :class:`~wsreplay.sink.Sink`): a batch becomes visible in one atomic
 step, so a process killed with SIGKILL leaves a file that parses and holds every batch whose
 ``messages()`` call returned — and the proxy forwards a batch only after that.
 
@@ -22,9 +22,7 @@ import asyncio
 import datetime as _dt
 import os
 import re
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
@@ -32,6 +30,7 @@ from typing import Callable, Iterable
 import orjson
 
 from . import model as m
+from .sink import Sink, _Unwritten
 from .writer import HEADER, format_step
 
 # RFC 6455 opcodes, equal to aiohttp's WSMsgType values.
@@ -43,7 +42,6 @@ HEX_MAX = 64  # binary messages up to this size are written in hex, larger ones 
 DEFAULT_HEADERS = ("authorization", "cookie", "set-cookie")
 DEFAULT_QUERY = ("access_token", "token", "api_key", "apikey", "password", "secret")
 
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 # --- template escaping (the one place that knows it) ----------------------------------------
@@ -187,233 +185,6 @@ def env_name(conn: str, base: str) -> str:
     """``C1_AUTHORIZATION``: a variable name from a connection name and a configured name."""
     cleaned = re.sub(r"[^A-Za-z0-9]+", "_", base).strip("_").upper() or "SECRET"
     return f"{conn.upper()}_{cleaned}"
-
-
-# --- the file ---------------------------------------------------------------------------
-
-class Sink:
-    """One scenario file, created 0600 (never overwriting), that parses after every append.
-
-    ``append`` makes its text visible atomically with respect to SIGKILL: the kernel applies
-    a write to a regular file page by page and a fatal signal can stop it between pages, so
-    text that fits in the current page goes in one write; otherwise it goes line by line in
-    page-sized runs, and a line that itself crosses a page boundary is first written as a
-    comment (``#`` for its first byte) and turned into its real self by a one-byte write once
-    all of it is in. A cut therefore leaves whole lines and at most one comment line. A
-    multi-line (fenced) step cannot be cut into lines that way: :meth:`aligned` pads before it
-    so it lands inside one page (one gap remains: such a step longer than a page).
-
-    ``submit`` appends big texts from a writer thread (the write costs more than the hand-over,
-    and the event loop goes on meanwhile); the caller awaits the future it returns before
-    acting on what was written. Writes are applied in the order they were asked for.
-    """
-
-    broken = False  # a write failed: the recorder writes nothing more here
-    BACKGROUND = 16 * 1024  # texts at least this big are written by the writer thread
-
-    def __init__(self, path: Path, header: str = HEADER):
-        self.path = Path(path)
-        self._end = 0
-        self.names: dict[tuple[str, str], str] = {}  # (configured name, secret) → variable
-        self.t0 = 0.0
-        self.on_error: Callable[[OSError], None] | None = None  # a background write failed
-        self._queue: deque = deque()  # (data, offset, future), oldest first, until written
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._closing = False
-        # The file appears (never replacing one) only once its header is in: a hidden
-        # temporary name, then a hard link to the real one.
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        self._fd: int | None = os.open(tmp, flags, 0o600)
-        try:
-            self.append(header)
-            os.link(tmp, self.path)
-        except BaseException:
-            self.close()
-            raise
-        finally:
-            os.unlink(tmp)
-
-    def append(self, text: str) -> None:
-        """Add ``text`` (whole lines) at the end of the file, after any background writes;
-        raises OSError (disk full...) after cutting the file back to what it was, so it still
-        parses."""
-        data = text.encode("utf-8")
-        if not data:
-            return
-        self._drain()
-        start = self._end
-        self._write_at(data, start)
-        self._end = start + len(data)
-
-    def submit(self, text: str) -> asyncio.Future | None:
-        """Append ``text``; a big one (or any while others are being written) goes to the
-        writer thread and the future to await is returned (it never fails: a failed write goes
-        to ``on_error`` and nothing more is written). ``None``: written already."""
-        data = text.encode("utf-8")
-        size = len(data)
-        if not self._queue and size < self.BACKGROUND:
-            start = self._end
-            if size:  # _write_at cuts a failed write back (a file size limit ends it midway)
-                self._write_at(data, start)
-            self._end = start + size
-            return None
-        try:
-            future = asyncio.get_running_loop().create_future()
-        except RuntimeError:  # no event loop: write here and now
-            self.append(text)
-            return None
-        with self._cond:
-            self._queue.append((data, self._end, future))
-            self._end += len(data)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="wsreplay-writer",
-                                                daemon=True)
-                self._thread.start()
-            self._cond.notify()
-        return future
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                batch = list(self._queue)  # left queued until written: _drain waits for it
-            error = None
-            for data, offset, _ in batch:  # one by one: joining them would copy them all
-                if self.broken:
-                    break
-                try:
-                    self._write_at(data, offset)
-                except OSError as exc:
-                    error = exc
-                    self.broken = True
-            with self._cond:
-                for _ in batch:
-                    self._queue.popleft()
-                self._cond.notify_all()
-            loop = batch[0][2].get_loop()
-            try:
-                loop.call_soon_threadsafe(_written, [item[2] for item in batch], error,
-                                          self.on_error)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                pass
-
-    def _drain(self) -> None:
-        with self._cond:
-            while self._queue:
-                self._cond.wait()
-
-    def _write_at(self, data: bytes, start: int) -> None:
-        try:
-            if start // _PAGE == (start + len(data) - 1) // _PAGE:
-                self._write(data, start)
-            else:
-                self._append_lines(data, start)
-        except OSError:
-            try:  # a partial write would leave half a line: a message that was never sent
-                os.ftruncate(self._fd, start)
-            except OSError:
-                pass
-            raise
-
-    def aligned(self, steps: list[str]) -> str:
-        """``steps`` joined, with a padding comment before each multi-line one that would
-        cross a page boundary, so that it lands inside one page and is written in one piece
-        (a fenced block cut in two does not parse). A step longer than a page cannot be
-        helped this way. Call right before appending the result."""
-        pos, out = self._end, []  # _end counts the background writes still queued
-        for step in steps:
-            size = len(step.encode("utf-8"))
-            if step.count("\n") > 1 and size <= _PAGE and pos // _PAGE != (pos + size - 1) // _PAGE:
-                gap = _PAGE - pos % _PAGE
-                out.append("\n" if gap == 1 else "#" + " " * (gap - 2) + "\n")
-                pos += gap
-            out.append(step)
-            pos += size
-        return "".join(out)
-
-    def _append_lines(self, data: bytes, start: int) -> None:
-        view = memoryview(data)
-        run = pos = 0  # data[run:pos] is a run of whole lines inside one page, not yet written
-        while pos < len(data):
-            nl = data.find(b"\n", pos)
-            end = len(data) if nl < 0 else nl + 1
-            if (start + run) // _PAGE != (start + end - 1) // _PAGE:
-                if run < pos:
-                    self._write(view[run:pos], start + run)
-                run = pos
-                if (start + pos) // _PAGE != (start + end - 1) // _PAGE:
-                    self._write_line(view[pos:end], start + pos)
-                    run = end
-            pos = end
-        if run < pos:
-            self._write(view[run:pos], start + run)
-
-    def _write_line(self, line, offset: int) -> None:
-        first = bytes(line[:1])
-        if first in (b"#", b"\n") or first[0] >= 0x80:
-            self._write(line, offset)
-            return
-        self._write_commented(line, offset)
-        self._write(first, offset)
-
-    def _write_commented(self, line, offset: int) -> None:
-        """``line`` with ``#`` for its first byte."""
-        self._write(b"#" + bytes(line[1:]), offset)
-
-    def _write(self, data: bytes, offset: int) -> None:
-        done = os.pwrite(self._fd, data, offset)
-        if done < len(data):  # rare on a regular file: go on from where it stopped
-            view = memoryview(data)[done:]
-            offset += done
-            while view:
-                done = os.pwrite(self._fd, view, offset)
-                view, offset = view[done:], offset + done
-
-    def close(self) -> None:
-        """Finish the background writes, then close the file."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-def _written(futures: list, error: OSError | None, on_error) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_result(None)
-    if error is not None and on_error is not None:
-        on_error(error)
-
-
-class _Unwritten:
-    """Stands in for a file that could not be created: takes nothing."""
-
-    broken = True
-
-    def __init__(self, path: Path, t0: float):
-        self.path, self.t0 = path, t0
-        self.names: dict[tuple[str, str], str] = {}
-
-    def append(self, text: str) -> None:
-        pass
-
-    def submit(self, text: str) -> None:
-        pass
-
-    def aligned(self, steps: list[str]) -> str:
-        return "".join(steps)
-
-    def close(self) -> None:
-        pass
 
 
 # --- what the proxy saw ------------------------------------------------------------------
