@@ -67,7 +67,9 @@ def test_random_bytes(data):
     "conn a ws://x", "a > text hi", "a < json {\"a\":1}", "unordered", "repeat 2", "end",
     "  header X: y", "  expect status 401", "a > json ```", "```", "{", "}", "a < close 1000",
     "@1.5 a > ping", "var x = 1", "env Y", "# c", "", "include x.wsr", "a < within 2s text x",
-    "  on < text ping", "  reply > text pong", "a > hex zz", "set timeout 1s",
+    "  on < text ping", "  reply > text pong", "a > hex zz", "set timeout 1s", "a > json",
+    "a > close 1000x", "a > close 70000", "a > ping hex", "a > pong \"q", "a < drop x",
+    "a < regex", "a > text \"\"", "a > close 1000 ```",
 ]), max_size=12))
 def test_shuffled_lines(lines):
     parses_or_explains("wsreplay 1\n" + "\n".join(lines) + "\n")

@@ -18,6 +18,7 @@ _NAMES = {
     "NAME": "a name", "DIR": "`>` or `<`", "INT": "a number", "DURATION": "a duration (2s, 500ms)",
     "QKEY": "a query key", "HNAME": "a header name", "PROTO": "a subprotocol name",
     "PATHS": "a path such as $.ts", "REST": "a value", "BLOCK": "a fenced block",
+    "VALUE": "a payload",
     "COMMENT": "a comment", "NL": "the end of the line", "$END": "the end of the file",
     "EQUAL": "`=`", "COLON": "`:`",
 }

@@ -321,6 +321,8 @@ class _Build(Transformer):
             payload = m.Text(str(value))  # the bulk of recordings: plain inline text
         elif kind == "json":
             payload = m.Json(str(value), _json(value))
+        elif kind == "close":
+            payload = self.close(_close_parts(value))[0]
         else:
             payload = getattr(self, kind)([value])[0]
         event = m.Event(conn, _SIDES[side], payload,
@@ -394,6 +396,19 @@ _EVENT_LINE = re.compile(
     r"(?:@([0-9]+(?:\.[0-9]+)?)[ \t]+)?([A-Za-z_][A-Za-z0-9_.\-]*)[ \t]*([<>])[ \t]+"
     r"(?:within[ \t]+([^ \t]+)[ \t]+)?([a-z0-9]+)(?:[ \t]+([^ \t\r\n][^\r\n]*))?[ \t]*"
     r"((?:\n[ \t]*)+)")
+
+
+_CLOSE_VALUE = re.compile(r"([0-9]+)(?:[ \t]+(.+))?")
+
+
+def _close_parts(value: "_Value | None") -> list:
+    """``1000 bye`` cut out of an EVENT_LINE: the code and reason as the rule gets them."""
+    if value is None:
+        return [None, None]
+    hit = _CLOSE_VALUE.fullmatch(value)
+    reason = hit.group(2)
+    return [_Value(hit.group(1), value.line, value.column),
+            None if reason is None else _Value(reason, value.line, value.column + hit.start(2))]
 
 
 def _within(token: Token | None) -> int | None:
