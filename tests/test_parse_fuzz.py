@@ -73,3 +73,22 @@ def test_random_bytes(data):
 ]), max_size=12))
 def test_shuffled_lines(lines):
     parses_or_explains("wsreplay 1\n" + "\n".join(lines) + "\n")
+
+
+PIECES = {
+    "head": ["a >", "a <", "@1.5 a >", "a>", "@x a <", "ignore <", "on >", "a"],
+    "within": ["", "within 2s", "within 2", "within"],
+    "kind": ["text", "json", "regex", "hex", "b64", "file", "ping", "pong", "close", "drop",
+             "silence", "json subset", "json ignore $.a", "json ignore", "ping hex", "pong b64",
+             "txt", ""],
+    "payload": ["", "x", '"q"', '"q', "{}", "{", "00ff", "0g", "AA==", "1000", "1000 bye",
+                "70000", "```", "```\nbody\n```", "500ms", "{{v}}", "{{#number}}", "\"\\u00\""],
+}
+
+
+@SETTINGS
+@given(st.lists(st.tuples(*(st.sampled_from(v) for v in PIECES.values())), min_size=1,
+                max_size=5))
+def test_composed_message_lines(lines):
+    body = "\n".join(" ".join(part for part in line if part) for line in lines)
+    parses_or_explains("wsreplay 1\nconn a ws://x\n" + body + "\n")
