@@ -27,7 +27,7 @@ def test_replay_exit_codes_and_reports(tmp_path, node_server, spawn, python_exe)
     target = f"ws://127.0.0.1:{server.port}"
 
     ok = spawn([python_exe, "-m", "wsreplay", "replay", good, "--target", target], ready=False)
-    assert ok.wait() == 0 and ok.lines == []  # not a terminal: quiet when all pass
+    assert ok.wait() == 0 and ok.lines == ["1 passed, 0 failed (1 scenario)"]  # one summary line
 
     failed = spawn([python_exe, "-m", "wsreplay", "replay", good, bad, "--target", target,
                     "-j", "2", "--junit", junit, "--json", report], ready=False)
