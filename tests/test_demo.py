@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 import sys
 
 from wsreplay.loader import load
@@ -28,3 +29,19 @@ def test_demo_records_replays_and_serves(tmp_path):
     check = subprocess.run([sys.executable, "-m", "wsreplay", "check", str(files[0])],
                            capture_output=True, text=True, timeout=6 * T)
     assert check.returncode == 0, check.stderr
+
+
+def test_the_readme_language_example_passes_against_the_sample_server(tmp_path, spawn):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## The language at a glance", 1)[1]
+    example = section.split("```\n", 2)[1]
+    path = tmp_path / "readme.wsr"
+    path.write_text(example, encoding="utf-8")
+    server = spawn([sys.executable, "-m", "wsreplay", "demo-server", "--listen", "127.0.0.1:0",
+                    "--heartbeat", "0.05"])
+    for timing in ("fast", "recorded"):
+        result = subprocess.run(
+            [sys.executable, "-m", "wsreplay", "replay", str(path), "--timing", timing],
+            capture_output=True, text=True, timeout=6 * T,
+            env={**os.environ, "DEMO_URL": f"ws://127.0.0.1:{server.port}"})
+        assert result.returncode == 0, result.stdout + result.stderr
