@@ -45,7 +45,9 @@ ROUNDS = 3
 # --- helper processes -----------------------------------------------------------------
 
 
-async def echo_server(port: int = 0) -> None:
+async def start_echo(port: int = 0) -> web.AppRunner:
+    """A plain aiohttp echo server (text messages) on 127.0.0.1: the baseline."""
+
     async def handler(request):
         ws = web.WebSocketResponse()
         await ws.prepare(request)
@@ -56,10 +58,14 @@ async def echo_server(port: int = 0) -> None:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+async def echo_server(port: int = 0) -> None:
+    runner = await start_echo(port)
     print(f"listening on {runner.addresses[0][1]}", flush=True)
     await asyncio.Event().wait()
 
@@ -159,20 +165,7 @@ _ports: dict = {}
 
 
 async def _plain_echo_on(port: int) -> None:
-    async def handler(request):
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        async for msg in ws:
-            if msg.type is WSMsgType.TEXT:
-                await ws.send_str(msg.data)
-        return ws
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
+    runner = await start_echo(port)
     _ports[asyncio.current_task()] = runner.addresses[0][1]
     try:
         await asyncio.Event().wait()
