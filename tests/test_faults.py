@@ -256,6 +256,7 @@ async def _busy_client(url: str, seed: int, received: list, stop: asyncio.Event)
         pass
 
 
+@pytest.mark.slow  # ~20 s: 20 recorder processes
 async def test_sigkill_at_20_random_moments_every_file_parses_and_holds_what_clients_got(
         spawn, python_exe, tmp_path):
     server = ScriptedServer(max_msg_size=0)

@@ -97,7 +97,8 @@ def malformed_handshakes(draw) -> bytes:
             line = draw(st.sampled_from(ODD_LINES))
             lines[i:i + (op == "replace")] = [line]
         elif op == "bytes":
-            lines[i] = lines[i][: draw(st.integers(0, len(lines[i])))] + draw(st.binary(max_size=12))
+            cut = draw(st.integers(0, len(lines[i])))
+            lines[i] = lines[i][:cut] + draw(st.binary(max_size=12))
         else:
             return b"\r\n".join(lines)[: draw(st.integers(0, 200))]  # no end of headers
     return b"\r\n".join(lines) + draw(st.sampled_from([b"\r\n\r\n", b"\n\n", b"\r\n"]))
