@@ -201,7 +201,7 @@ class MockServer:
             await ws.prepare(request)
         except (ConnectionError, RuntimeError) as exc:
             run.driver.attach_failed(answer.conn, f"handshake failed: {exc}")
-            raise
+            return web.Response(status=499)  # the client left mid-handshake: reported already
         run.driver.attach(answer.conn, Wire(answer.conn, ws, _server_end(request)))
         await asyncio.shield(run.task)  # the connection lives as long as its run
         return ws
