@@ -37,6 +37,7 @@ from yarl import URL
 
 from .model import Side
 from .recorder import BadText, ConnectionRecord, Handshake, Recorder, Summary
+from .wire import upgrade_problem
 
 __all__ = ["ProxyConfig", "RecordingProxy", "parse_target"]
 
@@ -502,10 +503,9 @@ class RecordingProxy:
     async def _websocket(self, request: web.BaseRequest) -> web.StreamResponse:
         cfg = self.config
         offered = _offered_protocols(request.headers)
-        # RFC 6455 4.1: HTTP/1.1 or newer (aiohttp would answer an HTTP/1.0 one "HTTP/1.0 101")
-        if request.version < (1, 1) or \
-                not web.WebSocketResponse(protocols=offered).can_prepare(request):
-            return web.Response(status=400, text="not a valid WebSocket upgrade request\n")
+        problem = upgrade_problem(request, offered)
+        if problem:
+            return web.Response(status=400, text=f"wsreplay record: {problem}\n")
         if cfg.allow_origins and request.headers.get("Origin") not in cfg.allow_origins:
             return web.Response(status=403, text="wsreplay record: Origin not allowed\n")
         url = self._upstream_url(request, True)

@@ -31,7 +31,7 @@ from .messages import Request
 from .outcome import Failure, Result
 from .program import FAST, Timing
 from .replay import MAX_MESSAGE
-from .wire import GRACE, Wire
+from .wire import GRACE, Wire, upgrade_problem
 
 POLICY_VIOLATION = 1008
 
@@ -178,8 +178,9 @@ class MockServer:
             if self.static is not None:
                 return self._static_file(request)
             return web.Response(status=426, text="wsreplay mock server: WebSocket only\n")
-        if request.version < (1, 1):  # RFC 6455 4.1; aiohttp would answer "HTTP/1.0 101"
-            return web.Response(status=400, text="wsreplay mock server: WebSocket needs HTTP/1.1\n")
+        problem = upgrade_problem(request)
+        if problem:
+            return web.Response(status=400, text=f"wsreplay mock server: {problem}\n")
         req = request_of(request)
         run, index, hit = self._route(req)
         if run is None:

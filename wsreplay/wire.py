@@ -13,12 +13,28 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable
 
-from aiohttp import WSMsgType
+from aiohttp import WSMsgType, web
 
 from .messages import Kind, Message
 
 Deliver = Callable[[str, Message], Awaitable[None]]
 GRACE = 2.0  # seconds to wait for the peer's close frame once ours is out
+
+
+def upgrade_problem(request: web.BaseRequest, protocols: tuple[str, ...] = ()) -> str | None:
+    """Why ``request`` is not an upgrade a shell can answer with 101, or None.
+
+    RFC 6455 4.1 wants HTTP/1.1 or newer (aiohttp would answer an HTTP/1.0 one
+    "HTTP/1.0 101"). aiohttp's own check fails with a 500 when a header it quotes back holds a
+    byte that is not UTF-8, so that case is answered here as the malformed request it is."""
+    if request.version < (1, 1):
+        return "WebSocket needs HTTP/1.1"
+    try:
+        if web.WebSocketResponse(protocols=protocols).can_prepare(request):
+            return None
+    except UnicodeError:
+        return "a handshake header is not UTF-8"
+    return "not a valid WebSocket upgrade request"
 
 
 def _is_utf8(data: bytes) -> bool:
