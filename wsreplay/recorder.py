@@ -389,14 +389,18 @@ class ConnectionRecord:
     def _emit(self, steps: list[str], background: bool = False):
         return self._emit_bytes([step.encode("utf-8") for step in steps], background)
 
-    def _emit_bytes(self, steps: list[bytes], background: bool = False):
-        """Append ``steps`` (UTF-8 lines, each a whole step) in one piece, after the ``env``
-        lines of variables made since the last append."""
+    def _emit_bytes(self, steps: list[bytes], background: bool = False,
+                    fenced: bool | None = None):
+        """Append ``steps`` (UTF-8, each a whole step) in one piece, after the ``env`` lines
+        of variables made since the last append. ``fenced``: whether a step may span several
+        lines (None: look; counting the lines of a big step costs more than writing it)."""
         if self._pending_env:
             steps[:0] = [format_step(m.Env(n)).encode() for n in self._pending_env]
             self._pending_env.clear()
         data = b"".join(steps)  # one step: the step itself, not a copy
-        if background and data.count(b"\n") > len(steps):  # a fenced, multi-line event
+        if fenced is None:
+            fenced = data.count(b"\n") > len(steps)
+        if background and fenced:  # a multi-line step must not cross a page boundary
             data = self.sink.aligned(steps)
         return self.recorder._append(self.sink, data, background)
 
@@ -453,7 +457,7 @@ class ConnectionRecord:
         head = f"@{format_time(self._now())} {self.name} {side.value} "
         fields, secret = self._fields, self.secret
         lines: list[bytes] = []
-        size = 0
+        size, fenced = 0, False  # fenced: a step spans several lines (binary ones never do)
         for i, msg in enumerate(batch):
             opcode, data = msg[0], msg[1]
             if opcode == OP_BINARY:
@@ -469,17 +473,18 @@ class ConnectionRecord:
                         pending = None
                         if lines:
                             self._count(len(lines), size)
-                            pending = self._emit_bytes(lines, True)
+                            pending = self._emit_bytes(lines, True, fenced)
                         raise BadText(i, pending) from None
                 elif opcode == OP_PING:
                     payload = m.Ping(bytes(data))
                 else:
                     payload = m.Pong(bytes(data))
                 line = f"{head}{format_payload(payload)}\n".encode()
+                fenced = fenced or line.count(b"\n") > 1
             size += len(data)
             lines.append(line)
         self._count(len(lines), size)
-        return self._emit_bytes(lines, True)
+        return self._emit_bytes(lines, True, fenced)
 
     def _count(self, n: int, size: int) -> None:
         self.messages_seen += n
