@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from wsreplay import model as m
 from wsreplay.recorder import (HEX_MAX, OP_BINARY, OP_PING, OP_PONG, OP_TEXT, Handshake,
-                               Recorder, Redaction, _binary_payload, _text_payload)
+                               Recorder, Redaction, binary_payload, text_payload)
 from wsreplay.sink import Sink
 from wsreplay.writer import format_step
 
@@ -47,9 +47,9 @@ def _expected(conn: str, side: m.Side, at: int, batch, secret, fields) -> list[s
     out = []  # one step each
     for opcode, data in batch:
         if opcode == OP_TEXT:
-            payload = _text_payload(data, secret, fields)
+            payload = text_payload(data, secret, fields)
         elif opcode == OP_BINARY:
-            payload = _binary_payload(data)
+            payload = binary_payload(data)
         else:
             payload = (m.Ping if opcode == OP_PING else m.Pong)(bytes(data)[:125])
         out.append(format_step(m.Event(conn, side, payload, at)))

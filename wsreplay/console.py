@@ -26,7 +26,8 @@ import orjson
 
 from . import model as m
 from .messages import Kind, Message
-from .recorder import Redaction, env_name, escape_template, json_template
+from .recorder import (Redaction, binary_payload, env_name, escape_template,
+                       text_payload)
 from .writer import format_event
 
 MAX_CONTROL = 125  # a ping's payload, RFC 6455 5.5
@@ -183,12 +184,6 @@ _COMMANDS = {
 
 # --- wire messages → model payloads ------------------------------------------------------------
 
-_JSON_START = frozenset('{["-0123456789tfn')
-# JSON the writer could not put on a line as it is (raw CR and the separators some tools
-# split lines on) stays text; a trailing space would be lost on an inline payload.
-_NOT_JSON_LINE = re.compile(r"[\r\x85\u2028\u2029]")
-
-
 def payload_of(message: Message) -> m.Payload:
     """The model payload standing for exactly ``message``: JSON text as ``json``, other text
     as ``text`` (both as templates that render to the very same text), binary as ``hex``
@@ -196,12 +191,11 @@ def payload_of(message: Message) -> m.Payload:
     kind = message.kind
     if kind is Kind.TEXT:
         try:
-            text = message.text
+            return text_payload(message.data)
         except UnicodeDecodeError:
-            return m.Binary(message.data, _notation(message.data))
-        return _text_payload(text)
+            return binary_payload(message.data)
     if kind is Kind.BINARY:
-        return m.Binary(message.data, _notation(message.data))
+        return binary_payload(message.data)
     if kind is Kind.PING:
         return m.Ping(message.data)
     if kind is Kind.PONG:
@@ -209,22 +203,6 @@ def payload_of(message: Message) -> m.Payload:
     if kind is Kind.CLOSE:
         return m.Close(message.code, message.reason or None) if message.code else m.Close()
     return m.Drop()
-
-
-def _text_payload(text: str) -> m.Text | m.Json:
-    if text and text[0] in _JSON_START and not text[-1].isspace() \
-            and not _NOT_JSON_LINE.search(text):
-        try:
-            orjson.loads(text)
-        except orjson.JSONDecodeError:
-            pass
-        else:
-            return m.Json(json_template(text))
-    return m.Text(escape_template(text))
-
-
-def _notation(data: bytes) -> m.BinaryNotation:
-    return m.BinaryNotation.HEX if len(data) <= 64 else m.BinaryNotation.B64
 
 
 def at_of(elapsed: float) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 from lark import Lark, Token, Transformer
-from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.exceptions import LarkError, UnexpectedInput
 
 from . import model as m
 from .errors import FormatVersionError, ScenarioError, ScenarioSyntaxError

@@ -141,7 +141,11 @@ _JSON_START = frozenset(b'{["-0123456789tfn')
 _NOT_JSON_LINE = re.compile(r"[\r\x85\u2028\u2029]")
 
 
-def _text_payload(data: bytes, secret, fields) -> m.Text | m.Json:
+def text_payload(data: bytes, secret: Callable[[str, str], str] | None = None,
+                 fields: frozenset[str] = frozenset()) -> m.Text | m.Json:
+    """The payload standing for exactly the UTF-8 text ``data``: JSON text as ``json``, other
+    text as ``text``, both as templates that render to the very same text (secrets in
+    ``fields`` redacted through ``secret``). Raises UnicodeDecodeError for other bytes."""
     text = data.decode("utf-8")
     if data and data[0] in _JSON_START and not text[-1].isspace() \
             and not _NOT_JSON_LINE.search(text):
@@ -154,7 +158,8 @@ def _text_payload(data: bytes, secret, fields) -> m.Text | m.Json:
     return m.Text(escape_template(text))
 
 
-def _binary_payload(data: bytes) -> m.Binary:
+def binary_payload(data: bytes) -> m.Binary:
+    """A binary payload: ``hex`` up to 64 bytes, ``b64`` beyond."""
     notation = m.BinaryNotation.HEX if len(data) <= HEX_MAX else m.BinaryNotation.B64
     return m.Binary(bytes(data), notation)
 
@@ -468,7 +473,7 @@ class ConnectionRecord:
             else:
                 if opcode == OP_TEXT:
                     try:
-                        payload = _text_payload(data, secret, fields)
+                        payload = text_payload(data, secret, fields)
                     except UnicodeDecodeError:
                         pending = None
                         if lines:
