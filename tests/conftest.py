@@ -89,10 +89,13 @@ class Proc:
             thread.start()
 
     def _read(self, stream, sink: list[str]) -> None:
-        for raw in stream:
-            with self._cond:
-                sink.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                self._cond.notify_all()
+        try:
+            for raw in stream:
+                with self._cond:
+                    sink.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                    self._cond.notify_all()
+        except (ValueError, OSError):
+            pass  # stop() closed the pipe under us: the output has ended either way
         with self._cond:
             self._cond.notify_all()
 
