@@ -7,13 +7,10 @@ from its content, so the same scenario always gives the same text.
 
 from __future__ import annotations
 
-try:  # SIMD base64 when installed: big binary messages are most of what recording costs
-    from pybase64 import b64encode as _b64encode
-except ImportError:  # pragma: no cover
-    from base64 import b64encode as _b64encode
 import re
 
 import orjson
+from pybase64 import b64encode as _b64encode  # SIMD: big binary messages are what recording costs
 
 from . import model as m
 
