@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import orjson
+from pybase64 import b64encode
 
 from . import model as m
 from .sink import Sink, _Unwritten
-from .writer import HEADER, _b64encode, format_payload, format_step, format_time
+from .writer import HEADER, format_payload, format_step, format_time
 
 # RFC 6455 opcodes, equal to aiohttp's WSMsgType values.
 OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 1, 2, 8, 9, 10
@@ -467,7 +468,7 @@ class ConnectionRecord:
             opcode, data = msg[0], msg[1]
             if opcode == OP_BINARY:
                 if len(data) > HEX_MAX:  # the big case: base64 bytes, joined once, never decoded
-                    line = b"".join((head.encode(), b"b64 ", _b64encode(data), b"\n"))
+                    line = b"".join((head.encode(), b"b64 ", b64encode(data), b"\n"))
                 else:
                     line = f"{head}hex {data.hex()}\n".encode() if data else f"{head}hex\n".encode()
             else:
