@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from pathlib import Path
 
 import aiohttp
@@ -24,7 +25,7 @@ import pytest
 from wsreplay import model as m
 from wsreplay.parser import parse
 from wsreplay.proxy import ProxyConfig, RecordingProxy
-from wsreplay.recorder import Recorder, Redaction
+from wsreplay.recorder import Recorder, Redaction, Sink
 
 from .conftest import T
 
@@ -211,3 +212,38 @@ async def record(tmp_path):
 async def settled(proxy: RecordingProxy) -> None:
     """Wait until the proxy has finished every connection (closing handshakes included)."""
     await until(lambda: proxy.open_connections == 0, what="connections finished")
+
+
+# --- what a SIGKILL can leave of a recording -----------------------------------------------
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class TracingSink(Sink):
+    """A sink that also logs every write it makes, so a test can replay them with cuts."""
+
+    def __init__(self, path):
+        self.ops: list[tuple[int, bytes]] = []
+        super().__init__(path)
+
+    def _write(self, data, offset):
+        self.ops.append((offset, bytes(data)))
+        super()._write(data, offset)
+
+    def _write_commented(self, line, offset):
+        self._write(b"#" + bytes(line[1:]), offset)
+
+
+def states_after_cuts(ops):
+    """Every file content a kill can leave: writes apply in order, and the one running when the
+    kill comes stops at a page boundary (the kernel checks for fatal signals between pages).
+    The first write, the header, is in before the file gets its name."""
+    content = bytearray(ops[0][1])
+    for offset, data in ops[1:]:
+        cuts = {0, len(data)} | {p * PAGE - offset for p in range(offset // PAGE + 1,
+                                                                  (offset + len(data)) // PAGE + 1)}
+        for cut in sorted(c for c in cuts if 0 <= c <= len(data)):
+            state = bytearray(content)
+            state[offset:offset + cut] = data[:cut]
+            yield bytes(state)
+        content[offset:offset + len(data)] = data

@@ -22,7 +22,7 @@ import signal
 import socket
 import stat
 import time
-from pathlib import Path
+
 
 import aiohttp
 import pytest
@@ -32,9 +32,10 @@ from wsreplay.proxy import ProxyConfig, RecordingProxy
 from wsreplay.recorder import Handshake, Recorder, Sink
 
 from .conftest import TESTS, T, free_port
-from .faultkit import (RawClient, figure, fsize_limited, message_data, open_fds, record_args,
+from .faultkit import (RawClient, figure, fsize_limited, message_data, record_args,
                        remount, rss_kib, tmpfs)
-from .record_helpers import ScriptedServer, aiohttp_peer, events, load, until
+from .record_helpers import (PAGE, ScriptedServer, TracingSink, aiohttp_peer, events, load,
+                             states_after_cuts, until)
 
 PROMPT = T / 5  # "within a second" at the default scale
 UPSTREAM = TESTS / "fault_upstream.py"
@@ -472,60 +473,34 @@ def test_a_write_that_fails_half_way_leaves_the_file_as_it_was(tmp_path):
     assert stat.S_IMODE(sink.path.stat().st_mode) == 0o600
 
 
-class TracedSink(Sink):
-    """Keeps every write it makes, so a test can rebuild what a kill could leave."""
-
-    def __init__(self, path):
-        self.ops: list[tuple[int, bytes]] = []
-        super().__init__(path)
-
-    def _write(self, data, offset):
-        self.ops.append((offset, bytes(data)))
-        super()._write(data, offset)
-
-
-def _cut_states(ops, page: int):
-    """Each file content a SIGKILL can leave: the writes in order, the one running stopped at
-    a page boundary (the kernel checks for fatal signals between pages)."""
-    content = bytearray()
-    for offset, data in ops:
-        for p in range(offset // page + 1, (offset + len(data) - 1) // page + 1):
-            state = bytearray(content)
-            state[offset:p * page] = data[: p * page - offset]
-            yield bytes(state)
-        content[offset:offset + len(data)] = data
-
-
 def test_a_kill_inside_a_multi_line_step_leaves_a_file_that_parses(tmp_path):
     # bug F3, fixed: a multi-line step up to a page long is padded into one page
-    page = os.sysconf("SC_PAGE_SIZE")
     rec = Recorder(tmp_path / "fenced.wsr", clock=lambda: 1.0)
-    sink = rec._sink = TracedSink(tmp_path / "fenced.wsr")
+    sink = rec._sink = TracingSink(tmp_path / "fenced.wsr")
     conn = rec.connection(Handshake("ws://h:1/"))
     for i in range(60):  # pretty JSON steps of ~1.3 KiB: several cross page boundaries
         conn.messages(m.Side.SERVER, [(1, PRETTY.replace("7", str(i), 1).encode(), None)])
     rec.close()
     final = load_text((tmp_path / "fenced.wsr").read_text()).events()
-    for state in _cut_states(sink.ops, page):
+    for state in states_after_cuts(sink.ops):
         cut = load_text(state.decode("utf-8", "replace")).events()
         assert cut == final[: len(cut)]
 
 
-@pytest.mark.xfail(strict=True, reason="bug F3, open part (/work/notes/bugs.md): a multi-line "
+@pytest.mark.xfail(strict=True, reason="bug F3, open part (docs/known-bugs.md): a multi-line "
                    "step longer than a page can still be cut by a kill into a file that does "
                    "not parse")
 def test_a_kill_inside_a_multi_line_step_longer_than_a_page_leaves_a_file_that_parses(tmp_path):
-    page = os.sysconf("SC_PAGE_SIZE")
-    big = json.dumps({"items": [{"n": i, "tag": "#x"} for i in range(3 * page // 30)]},
+    big = json.dumps({"items": [{"n": i, "tag": "#x"} for i in range(3 * PAGE // 30)]},
                      indent=2)
-    assert len(big) > 2 * page
+    assert len(big) > 2 * PAGE
     rec = Recorder(tmp_path / "long.wsr", clock=lambda: 1.0)
-    sink = rec._sink = TracedSink(tmp_path / "long.wsr")
+    sink = rec._sink = TracingSink(tmp_path / "long.wsr")
     conn = rec.connection(Handshake("ws://h:1/"))
     for i in range(4):
         conn.messages(m.Side.SERVER, [(1, big.replace("0", str(i), 1).encode(), None)])
     rec.close()
     final = load_text((tmp_path / "long.wsr").read_text()).events()
-    for state in _cut_states(sink.ops, page):
+    for state in states_after_cuts(sink.ops):
         cut = load_text(state.decode("utf-8", "replace")).events()
         assert cut == final[: len(cut)]

@@ -150,7 +150,7 @@ async def test_header_bytes_that_are_not_utf8_are_forwarded_and_recorded_readabl
         assert await asyncio.to_thread(wait_fds, rec.popen.pid, baseline) <= baseline
         rec.popen.send_signal(2)
         assert await rec.await_exit() == 0
-    # forwarded, but aiohttp's client leaves out the byte that is not UTF-8 (bugs.md H2)
+    # forwarded, but aiohttp's client leaves out the byte that is not UTF-8 (docs/known-bugs.md, H2)
     assert seen["x-name"] == "caf"
     (conn,) = load(out).connections()
     assert ("X-Name", "caf\ufffd") in conn.headers and conn.protocols == ("\ufffd",)

@@ -16,6 +16,8 @@ from wsreplay.recorder import (OP_BINARY, OP_PING, OP_PONG, OP_TEXT, BadText, Ha
                                Recorder, Redaction, Sink, escape_template, json_template)
 from wsreplay.template import render_json_source, render_text, text_pattern
 
+from .record_helpers import PAGE, TracingSink, states_after_cuts
+
 
 class FakeClock:
     def __init__(self):
@@ -235,37 +237,6 @@ def test_an_existing_file_is_never_overwritten(tmp_path):
 
 # --- the file parses after any cut a SIGKILL can make ---------------------------------------
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-class TracingSink(Sink):
-    """A sink that also logs every write it makes, so a test can replay them with cuts."""
-
-    def __init__(self, path):
-        self.ops: list[tuple[int, bytes]] = []
-        super().__init__(path)
-
-    def _write(self, data, offset):
-        self.ops.append((offset, bytes(data)))
-        super()._write(data, offset)
-
-    def _write_commented(self, line, offset):
-        self._write(b"#" + bytes(line[1:]), offset)
-
-
-def states_after_cuts(ops):
-    """Every file content a kill can leave: writes apply in order, and the one running when the
-    kill comes stops at a page boundary (the kernel checks for fatal signals between pages).
-    The first write, the header, is in before the file gets its name."""
-    content = bytearray(ops[0][1])
-    for offset, data in ops[1:]:
-        cuts = {0, len(data)} | {p * PAGE - offset for p in range(offset // PAGE + 1,
-                                                                  (offset + len(data)) // PAGE + 1)}
-        for cut in sorted(c for c in cuts if 0 <= c <= len(data)):
-            state = bytearray(content)
-            state[offset:offset + cut] = data[:cut]
-            yield bytes(state)
-        content[offset:offset + len(data)] = data
 
 
 def test_every_state_a_kill_can_leave_parses_to_a_prefix_of_the_recording(tmp_path):

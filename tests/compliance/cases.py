@@ -22,7 +22,7 @@ from .run import Case, render
 
 KiB, MiB = 1 << 10, 1 << 20
 BYE = (1000, b"bye")
-# Known bugs (see /work/notes/bugs.md), as (column, bug) pairs for Case.known.
+# Known bugs (see docs/known-bugs.md), as (column, bug) pairs for Case.known.
 # B1 (a protocol error recorded with no word of what happened) is fixed.
 B2 = (("client", "B2"), ("recorded", "B2"), ("serve", "B2"), ("serve_result", "B2"))
 B4 = (("client", "B4"), ("server", "B4"), ("recorded", "B4"), ("serve", "B4"))

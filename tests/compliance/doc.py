@@ -7,8 +7,7 @@ import re
 
 from .run import NOT_SERVED, Case, Outcome
 
-# The known bugs the cases name (Case.known); the details and reproductions are in the
-# project's bug notes.
+# The known bugs the cases name (Case.known); the details are in docs/known-bugs.md.
 BUGS = {
     "B1": "A protocol error is recorded only as the close frame the offending leg got (`< close "
           "1002` for a client's bad frame, `> close 1002` for a server's): nothing says who broke "

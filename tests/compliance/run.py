@@ -51,7 +51,7 @@ class Case:
     are replaced by an expectation that never comes, so the mock is reading when the client's
     bad frame arrives; ``served`` False: not served (a scenario cannot make the mock send an
     invalid frame). ``echo_close`` False: the client does not answer a close frame. ``known``
-    pairs a column that differs from its expectation with the bug (in /work/notes/bugs.md)
+    pairs a column that differs from its expectation with the bug (in docs/known-bugs.md)
     that makes it differ.
     """
 
