@@ -37,7 +37,7 @@ from yarl import URL
 
 from .model import Side
 from .recorder import BadText, ConnectionRecord, Handshake, Recorder, Summary
-from .wire import upgrade_problem
+from .wire import ClientWebSocket, ServerWebSocket, failure_close, sendable, upgrade_problem
 
 __all__ = ["ProxyConfig", "RecordingProxy", "parse_target"]
 
@@ -170,12 +170,6 @@ async def _release_upstream(ws: aiohttp.ClientWebSocketResponse) -> None:
         await ws.close()
 
 
-def _sendable(code: int) -> bool:
-    """Whether a close code may go on the wire (RFC 6455 7.4: 1000-1003, 1007-1014 and
-    3000-4999; aiohttp lets 1006 and 5000+ through)."""
-    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
-
-
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -293,7 +287,7 @@ class _Link:
     async def _ended(self, side: Side, msg) -> str:
         if msg.type is WSMsgType.CLOSE:
             code, reason = msg.data or 0, msg.extra or ""
-            if code and not _sendable(code):  # 1004-1006, 1015, <1000, >=5000: a protocol error
+            if code and not sendable(code):  # 1004-1006, 1015, <1000, >=5000: a protocol error
                 return await self._broke(side, 1002, f"close code {code}", close=True)
             if not self.over:
                 self.record.close(side, code, reason)
@@ -308,9 +302,9 @@ class _Link:
         error = msg.data if msg.type is WSMsgType.ERROR else None
         if isinstance(error, WebSocketError):  # aiohttp has closed this leg with error.code
             return await self._broke(side, error.code, str(error) or "protocol error")
-        if error is not None and not isinstance(error, (OSError, asyncio.TimeoutError)):
-            # unreadable data (corrupt compression...): aiohttp closed the leg with 1000
-            return await self._broke(side, 1000, f"{type(error).__name__}: {error}")
+        failure = failure_close(error)
+        if failure:  # unreadable data (corrupt compression...): the leg is failed with its code
+            return await self._broke(side, failure[0], f"{type(error).__name__}: {error}")
         self._end_drop(side, "dropped:")
         return "drop"
 
@@ -429,6 +423,7 @@ class RecordingProxy:
         elif cfg.ca_file:
             tls = ssl.create_default_context(cafile=cfg.ca_file)
         return aiohttp.ClientSession(
+            ws_response_class=ClientWebSocket,
             connector=aiohttp.TCPConnector(limit=0, ssl=tls),
             trust_env=cfg.trust_env, cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False, middlewares=(_capture,),
@@ -552,7 +547,7 @@ class RecordingProxy:
 
     async def _relay(self, request: web.BaseRequest, upstream, hs: Handshake):
         cfg = self.config
-        client = web.WebSocketResponse(
+        client = ServerWebSocket(
             protocols=(upstream.protocol,) if upstream.protocol else (),
             compress=bool(upstream.compress), autoping=False, autoclose=False,
             max_msg_size=cfg.max_size + 1, decode_text=False, timeout=cfg.close_timeout)

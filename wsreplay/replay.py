@@ -26,7 +26,7 @@ from .loader import file_reader, load
 from .messages import Handshake
 from .outcome import Failure, Result
 from .program import FAST, Timing
-from .wire import GRACE, Wire
+from .wire import GRACE, ClientWebSocket, Wire
 
 MAX_MESSAGE = 16 * 1024 * 1024
 
@@ -113,7 +113,8 @@ async def replay_scenario(scenario: m.Scenario, target: str | None = None, *,
                     env=os.environ if env is None else env, read_file=read_file,
                     timeout=timeout)
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
-    async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
+    async with aiohttp.ClientSession(connector=connector, trust_env=False,
+                                     ws_response_class=ClientWebSocket) as session:
         client = _Client(session, target, ssl)
         client.driver = Driver(engine, client.open)
         try:

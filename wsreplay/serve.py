@@ -31,7 +31,7 @@ from .messages import Request
 from .outcome import Failure, Result
 from .program import FAST, Timing
 from .replay import MAX_MESSAGE
-from .wire import GRACE, Wire, upgrade_problem
+from .wire import GRACE, ServerWebSocket, Wire, upgrade_problem
 
 POLICY_VIOLATION = 1008
 
@@ -192,7 +192,7 @@ class MockServer:
             run.driver.poke()
             return web.Response(status=answer.status, headers=dict(answer.headers))
         run.driver.expect_wire(answer.conn)
-        ws = web.WebSocketResponse(
+        ws = ServerWebSocket(
             protocols=(answer.protocol,) if answer.protocol else (), autoclose=False,
             autoping=False, compress=answer.compress, max_msg_size=MAX_MESSAGE,
             decode_text=False, timeout=GRACE)

@@ -11,14 +11,53 @@ so the engine sees the exact bytes. A close frame we send first goes out with
 from __future__ import annotations
 
 import asyncio
+import zlib
 from typing import Any, Awaitable, Callable
 
-from aiohttp import WSMsgType, web
+from aiohttp import ClientWebSocketResponse, WSMsgType, web
 
 from .messages import Kind, Message
 
 Deliver = Callable[[str, Message], Awaitable[None]]
 GRACE = 2.0  # seconds to wait for the peer's close frame once ours is out
+
+
+def sendable(code: int) -> bool:
+    """Whether a close code may go on the wire (RFC 6455 7.4: 1000-1003, 1007-1014 and
+    3000-4999; aiohttp lets 1006 and 5000+ through)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def failure_close(error: BaseException | None) -> tuple[int, bytes] | None:
+    """The close frame for a connection failed by ``error`` while reading, where aiohttp would
+    send 1000: data that does not inflate is 1007 (RFC 7692 8.2.3.x: fail the connection), any
+    other failure 1011. None for a dead socket (no frame can go out) or no error."""
+    if isinstance(error, zlib.error):
+        return 1007, b"invalid compressed data"
+    if error is None or isinstance(error, (OSError, asyncio.TimeoutError)):
+        return None
+    return 1011, b"internal error"
+
+
+class ServerWebSocket(web.WebSocketResponse):
+    """aiohttp's server WebSocket, failing a connection with :func:`failure_close`'s code."""
+
+    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
+        failure = failure_close(self.exception()) if code == 1000 else None
+        if failure:
+            code, message = failure
+        return await super().close(code=code, message=message, drain=drain)
+
+
+class ClientWebSocket(ClientWebSocketResponse):
+    """aiohttp's client WebSocket, failing a connection with :func:`failure_close`'s code
+    (pass it as ``ws_response_class`` to the ClientSession)."""
+
+    async def close(self, *, code: int = 1000, message: bytes = b"") -> bool:
+        failure = failure_close(self.exception()) if code == 1000 else None
+        if failure:
+            code, message = failure
+        return await super().close(code=code, message=message)
 
 
 def upgrade_problem(request: web.BaseRequest, protocols: tuple[str, ...] = ()) -> str | None:
@@ -81,6 +120,12 @@ class Wire:
                 elif kind is WSMsgType.PONG:
                     await deliver(self.conn, Message.pong(msg.data))
                 elif kind is WSMsgType.CLOSE:
+                    if msg.data and not sendable(msg.data):  # RFC 6455 7.4: a protocol error
+                        await self._fail(1002, f"close code {msg.data}")
+                        await deliver(self.conn, Message.drop(
+                            f"the peer sent close code {msg.data}, which no peer may send "
+                            "(closed with 1002)"))
+                        return
                     self.close_received = True
                     await deliver(self.conn, Message.close(msg.data or None, msg.extra or ""))
                     if self.close_sent:  # the closing handshake is complete

@@ -9,17 +9,9 @@ from .run import NOT_SERVED, Case, Outcome
 
 # The known bugs the cases name (Case.known); the details are in docs/known-bugs.md.
 BUGS = {
-    "B1": "A protocol error is recorded only as the close frame the offending leg got (`< close "
-          "1002` for a client's bad frame, `> close 1002` for a server's): nothing says who broke "
-          "the protocol, how, or that the other leg was closed with 1011.",
     "B2": "After a close frame forwarded (proxy) or sent (mock) with `send_frame`, a bad frame "
           "from the peer makes aiohttp send a second close frame (1002); the proxy records it as "
           "a second `< close` line and the mock then fails its own run (\"cannot send\").",
-    "B4": "Close codes 1006 and 5000-65535 are not refused (aiohttp accepts them): the proxy "
-          "forwards them to the other leg (and the far peer echoes 1006 back), and the mock "
-          "treats them as ordinary close frames.",
-    "B5": "Corrupt permessage-deflate data: aiohttp closes the leg with 1000 (not 1002/1007) and "
-          "the proxy records it as `> drop`; the mock does the same.",
 }
 
 COLUMNS = ("legs", "client", "server", "recorded", "serve", "serve_result")
