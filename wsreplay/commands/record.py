@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     runner_kwargs = {}
     try:
-        import uvloop  # optional: a faster event loop when installed
+        import uvloop  # a dependency except on Windows, where asyncio's loop is used
         runner_kwargs["loop_factory"] = uvloop.new_event_loop
     except ImportError:
         pass
