@@ -139,7 +139,7 @@ async def _exchange_when_up(port: int, text: str) -> None:
     (["--target", "http://x:1"], "the target must be ws://"),
     (["--target", "ws://x:1", "--max-size", "lots"], "is not a size"),
     (["--target", "ws://x:1", "--listen", "nowhere"], "expected HOST:PORT"),
-    (["--target", "ws://x:1", "--out", "{tmp}/missing/x.wsr"], "does not exist"),
+    (["--target", "ws://x:1", "--out", "{tmp}/taken.wsr/x.wsr"], "cannot create folder"),
     (["--target", "ws://x:1", "--out", "{tmp}/taken.wsr"], "already exists"),
     (["--target", "ws://x:1", "--ca-file", "{tmp}/none.pem"], "no such file"),
 ])
@@ -184,3 +184,11 @@ def test_output_path_refuses_existing_files_and_split_leftovers(tmp_path):
     with pytest.raises(UsageError, match="already exists"):
         output_path(str(tmp_path / "b.wsr"), True)
     assert output_path(str(tmp_path / "c.wsr"), True) == tmp_path / "c.wsr"
+
+
+def test_missing_output_folders_are_created_private(tmp_path):
+    from wsreplay.commands.record import output_path
+
+    path = output_path(str(tmp_path / "new" / "deeper" / "chat.wsr"), split=False)
+    assert path == tmp_path / "new" / "deeper" / "chat.wsr" and not path.exists()
+    assert (tmp_path / "new" / "deeper").stat().st_mode & 0o777 == 0o700

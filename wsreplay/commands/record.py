@@ -118,23 +118,22 @@ def output_path(out: str, split: bool, now: _dt.datetime | None = None) -> Path:
     """The file to write (with ``split``, the stem of the per-connection files).
 
     ``out`` ending in a separator, or naming an existing folder, gets a fresh name from the
-    date and time inside it (the folder is created 0700 when missing). A named file must not
-    exist yet. Raises UsageError.
+    date and time inside it. A named file must not exist yet. Missing folders are created
+    (0700). Raises UsageError.
     """
     path = Path(out)
-    if out.endswith(("/", os.sep)) or path.is_dir():
-        try:
-            path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"cannot create folder {out}: {exc.strerror}") from None
+    folder = path if out.endswith(("/", os.sep)) or path.is_dir() else path.parent
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create folder {folder}: {exc.strerror}") from None
+    if folder == path:
         stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
         for n in range(1, 1000):
             candidate = path / (f"record-{stamp}" + (f"-{n}" if n > 1 else "") + ".wsr")
             if not candidate.exists() and not _split_files(candidate):
                 return candidate
         raise UsageError(f"too many recordings named record-{stamp}* in {out}")
-    if not path.parent.is_dir():
-        raise UsageError(f"--out {out}: folder {path.parent} does not exist")
     if (path.exists() and not split) or _split_files(path):
         raise UsageError(f"--out {out}: already exists; choose another name")
     return path
