@@ -79,3 +79,15 @@ async def test_serve_once_exits_0_after_a_good_client_and_1_after_a_bad_one(
             assert "s.wsr:4: a: the message differs" in out
             assert ws.close_code == 1008
         assert json.loads((tmp_path / "serve.json").read_text())["passed"] is (code == 0)
+
+
+async def test_serve_once_within_fails_when_no_client_comes(tmp_path, spawn, python_exe):
+    path = write_scenario(tmp_path, """
+        conn a ws://h/x
+        a < text hi
+    """)
+    server = spawn([python_exe, "-m", "wsreplay", "serve", path, "--listen", "127.0.0.1:0",
+                    "--once", "--within", "300ms"])
+    assert await server.await_exit(T) == 1
+    assert "not every scenario ran within 0.3s (0 runs ended)" in "\n".join(server.stderr_lines)
+    assert "served 0 runs, 0 failed" in "\n".join(server.lines)

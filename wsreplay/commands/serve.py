@@ -35,6 +35,9 @@ def add_parser(sub) -> None:
     add_var_option(p)
     p.add_argument("--timeout", type=duration_option, default=5.0, metavar="DURATION",
                    help="default deadline of an expectation (a file's `set timeout` wins)")
+    p.add_argument("--within", type=duration_option, default=None, metavar="DURATION",
+                   help="with --once: fail (exit 1) unless every scenario has run within "
+                        "DURATION (a client that never comes must not hang CI)")
     p.add_argument("--keep-open", action="store_true",
                    help="do not close a deviating client's connection (default: 1008)")
     p.add_argument("--static", metavar="DIR",
@@ -85,13 +88,22 @@ async def _serve(args, scenarios, variables) -> int:
     waits = [asyncio.ensure_future(stop.wait())]
     if args.once:
         waits.append(asyncio.ensure_future(server.wait_once()))
+    expiry = asyncio.ensure_future(asyncio.sleep(args.within)) if args.within else None
     try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waits + ([expiry] if expiry else []),
+                           return_when=asyncio.FIRST_COMPLETED)
     finally:
         for w in waits:
             w.cancel()
         await server.stop()
     results = server.results
+    all_ran = args.once and waits[1].done() and not waits[1].cancelled()
+    late = expiry is not None and expiry.done() and not expiry.cancelled() and not all_ran
+    if expiry is not None:
+        expiry.cancel()
+    if late:
+        print(f"not every scenario ran within {args.within:g}s ({len(results)} run"
+              f"{'s' * (len(results) != 1)} ended)", file=sys.stderr, flush=True)
     try:
         write_reports(results, args.junit, args.json)
     except OSError as exc:
@@ -99,4 +111,6 @@ async def _serve(args, scenarios, variables) -> int:
         return EXIT_USAGE
     failed = sum(not r.passed for r in results)
     print(f"served {len(results)} run{'s' * (len(results) != 1)}, {failed} failed", flush=True)
+    if late:
+        return EXIT_FAILED
     return EXIT_OK if not failed and (results or not args.once) else EXIT_FAILED
