@@ -487,10 +487,8 @@ def test_a_kill_inside_a_multi_line_step_leaves_a_file_that_parses(tmp_path):
         assert cut == final[: len(cut)]
 
 
-@pytest.mark.xfail(strict=True, reason="bug F3, open part (docs/known-bugs.md): a multi-line "
-                   "step longer than a page can still be cut by a kill into a file that does "
-                   "not parse")
 def test_a_kill_inside_a_multi_line_step_longer_than_a_page_leaves_a_file_that_parses(tmp_path):
+    # bug F3, fixed: text longer than a page is recorded quoted on one line, never fenced
     big = json.dumps({"items": [{"n": i, "tag": "#x"} for i in range(3 * PAGE // 30)]},
                      indent=2)
     assert len(big) > 2 * PAGE
@@ -501,6 +499,7 @@ def test_a_kill_inside_a_multi_line_step_longer_than_a_page_leaves_a_file_that_p
         conn.messages(m.Side.SERVER, [(1, big.replace("0", str(i), 1).encode(), None)])
     rec.close()
     final = load_text((tmp_path / "long.wsr").read_text()).events()
+    assert [e.payload for e in final] == [m.Text(big.replace("0", str(i), 1)) for i in range(4)]
     for state in states_after_cuts(sink.ops):
         cut = load_text(state.decode("utf-8", "replace")).events()
         assert cut == final[: len(cut)]

@@ -31,7 +31,7 @@ import orjson
 from pybase64 import b64encode
 
 from . import model as m
-from .sink import Sink, _Unwritten
+from .sink import PAGE, Sink, _Unwritten
 from .writer import HEADER, format_payload, format_step, format_time
 
 # RFC 6455 opcodes, equal to aiohttp's WSMsgType values.
@@ -486,6 +486,14 @@ class ConnectionRecord:
                 else:
                     payload = m.Pong(bytes(data))
                 line = f"{head}{format_payload(payload)}\n".encode()
+                if len(line) > PAGE and line.count(b"\n") > 1 and opcode == OP_TEXT \
+                        and not (isinstance(payload, m.Json) and fields
+                                 and _mentions(payload.source, fields)):
+                    # A fenced step longer than a page could be cut between its lines by a
+                    # kill, leaving a file that does not parse: the same text, quoted, on one
+                    # line (a line the sink writes kill-safe); exact, as recorded text is.
+                    one = m.Text(escape_template(data.decode("utf-8")))
+                    line = f"{head}{format_payload(one, one_line=True)}\n".encode()
                 fenced = fenced or line.count(b"\n") > 1
             size += len(data)
             lines.append(line)

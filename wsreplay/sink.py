@@ -16,7 +16,7 @@ from typing import Callable
 
 from .writer import HEADER
 
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class Sink:
@@ -29,7 +29,8 @@ class Sink:
     comment (``#`` for its first byte) and turned into its real self by a one-byte write once
     all of it is in. A cut therefore leaves whole lines and at most one comment line. A
     multi-line (fenced) step cannot be cut into lines that way: :meth:`aligned` pads before it
-    so it lands inside one page (one gap remains: such a step longer than a page).
+    so it lands inside one page; the recorder never writes one longer than a page (it quotes
+    such text on one line instead).
 
     ``submit`` appends big texts from a writer thread (the write costs more than the hand-over,
     and the event loop goes on meanwhile); the caller awaits the future it returns before
@@ -142,7 +143,7 @@ class Sink:
 
     def _write_at(self, data: bytes, start: int) -> None:
         try:
-            if start // _PAGE == (start + len(data) - 1) // _PAGE:
+            if start // PAGE == (start + len(data) - 1) // PAGE:
                 self._write(data, start)
             else:
                 self._append_lines(data, start)
@@ -157,12 +158,12 @@ class Sink:
         """``steps`` (UTF-8) joined, with a padding comment before each multi-line one that
         would cross a page boundary, so that it lands inside one page and is written in one
         piece (a fenced block cut in two does not parse). A step longer than a page cannot be
-        helped this way. Call right before appending the result."""
+        helped this way: the recorder writes none. Call right before appending the result."""
         pos, out = self._end, []  # _end counts the background writes still queued
         for step in steps:
             size = len(step)
-            if step.count(b"\n") > 1 and size <= _PAGE and pos // _PAGE != (pos + size - 1) // _PAGE:
-                gap = _PAGE - pos % _PAGE
+            if step.count(b"\n") > 1 and size <= PAGE and pos // PAGE != (pos + size - 1) // PAGE:
+                gap = PAGE - pos % PAGE
                 out.append(b"\n" if gap == 1 else b"#" + b" " * (gap - 2) + b"\n")
                 pos += gap
             out.append(step)
@@ -175,11 +176,11 @@ class Sink:
         while pos < len(data):
             nl = data.find(b"\n", pos)
             end = len(data) if nl < 0 else nl + 1
-            if (start + run) // _PAGE != (start + end - 1) // _PAGE:
+            if (start + run) // PAGE != (start + end - 1) // PAGE:
                 if run < pos:
                     self._write(view[run:pos], start + run)
                 run = pos
-                if (start + pos) // _PAGE != (start + end - 1) // _PAGE:
+                if (start + pos) // PAGE != (start + end - 1) // PAGE:
                     self._write_line(view[pos:end], start + pos)
                     run = end
             pos = end

@@ -80,10 +80,12 @@ def format_duration(us: int) -> str:
     return f"{us}us"
 
 
-def format_payload(p: m.Payload) -> str:
-    """``KIND PAYLOAD`` as it follows the direction on an event line."""
+def format_payload(p: m.Payload, one_line: bool = False) -> str:
+    """``KIND PAYLOAD`` as it follows the direction on an event line. ``one_line`` quotes
+    multi-line text instead of fencing it (the recorder's choice for text longer than a page,
+    which a kill could cut between its lines)."""
     if isinstance(p, m.Text):
-        return _kind("text", _text(p.text))
+        return _kind("text", _text(p.text, one_line))
     if isinstance(p, m.Json):
         opts = "subset " if p.subset else ""
         if p.ignore:
@@ -112,13 +114,13 @@ def _kind(kind: str, value: str) -> str:
     return f"{kind} {value}" if value else kind
 
 
-def _text(text: str) -> str:
+def _text(text: str, one_line: bool = False) -> str:
     """Inline when safe on one line, a fenced block for multi-line text, else quoted."""
     if not text:
         return ""
     if _inline_safe(text):
         return text
-    if "\n" in text and all(_inline_safe(line) or not line for line in text.split("\n")) \
+    if "\n" in text and not one_line and all(_inline_safe(line) or not line for line in text.split("\n")) \
             and not text.endswith("\n"):
         return _fenced(text)
     return _quoted(text)
