@@ -28,6 +28,7 @@ Which message an expectation consumes, and when a run ends, is ``docs/language.m
 from __future__ import annotations
 
 import json
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -381,12 +382,8 @@ class Engine:
             self._out.append(Open(connect.name, *self._handshake_request(connect)))
             self._cur["asked"] = True
         if c.handshake is None:
-            deadline = self._deadline(None)
-            if now < deadline:
-                return deadline
-            raise _Fail(Failure("handshake", f"{connect.name}: no handshake answer within "
-                                f"{self.timeout:g}s", step=connect, conn=connect.name,
-                                waited=now - self._entered, allowed=self.timeout))
+            return self._wait_or_fail(now, connect, "handshake",
+                                      f"{connect.name}: no handshake answer")
         hit = match_handshake(connect, c.handshake, self.vars)
         if not hit.ok:
             raise _Fail(Failure("handshake", f"{connect.name}: {hit.reason}", step=connect,
@@ -398,8 +395,6 @@ class Engine:
     def _handshake_request(self, connect: m.Connect):
         url = render_text(connect.url, self.vars)
         if connect.query:
-            import urllib.parse
-
             query = urllib.parse.urlencode([(k, render_text(v, self.vars))
                                             for k, v in connect.query])
             url += ("&" if "?" in url else "?") + query
@@ -409,14 +404,19 @@ class Engine:
     def _await_client(self, connect: m.Connect, now: float) -> float | None:
         c = self.conns.get(connect.name)
         if c is None or c.index != self.pc:
-            deadline = self._deadline(None)
-            if now < deadline:
-                return deadline
-            raise _Fail(Failure("connect", f"no client connected as {connect.name} within "
-                                f"{self.timeout:g}s", step=connect, conn=connect.name,
-                                waited=now - self._entered, allowed=self.timeout))
+            return self._wait_or_fail(now, connect, "connect",
+                                      f"no client connected as {connect.name}")
         self.result.matched += 1
         return None
+
+    def _wait_or_fail(self, now: float, connect: m.Connect, kind: str, what: str) -> float:
+        """Until the default deadline: when to poll again; then a ``kind`` failure."""
+        deadline = self._deadline(None)
+        if now < deadline:
+            return deadline
+        raise _Fail(Failure(kind, f"{what} within {self.timeout:g}s", step=connect,
+                            conn=connect.name, waited=now - self._entered,
+                            allowed=self.timeout))
 
     # -- expecting -------------------------------------------------------------------------
 

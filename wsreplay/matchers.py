@@ -348,16 +348,17 @@ def _header_values(headers: tuple[tuple[str, str], ...], name: str) -> list[str]
     return [v for k, v in headers if k.lower() == low]
 
 
-def _match_header(name: str, template: str, values: list[str],
-                  variables: Mapping[str, Any], what: str) -> MatchResult:
+def _match_any(label: str, path: str, template: str, values: list[str],
+               variables: Mapping[str, Any], score: float = 0.0) -> MatchResult:
+    """The first of ``values`` (a repeated header or query key) matching ``template``;
+    ``label`` names it in the reason, ``path`` in the report."""
     if not values:
-        return _miss(f"missing {what} header {name}", f"header {name}")
+        return _miss(f"missing {label}", path)
     for value in values:
         hit = match_text(template, value, variables)
         if hit.ok:
             return hit
-    return _miss(f"{what} header {name}: expected {template!r}, got {values[0]!r}",
-                 f"header {name}", 0.5)
+    return _miss(f"{label}: expected {template!r}, got {values[0]!r}", path, score)
 
 
 def match_handshake(connect: m.Connect, hs: Handshake,
@@ -378,8 +379,8 @@ def match_handshake(connect: m.Connect, hs: Handshake,
                      f"{'on' if hs.compress else 'off'}", "compress", 0.5)
     captures: dict[str, Any] = {}
     for name, template in connect.expect_headers:
-        hit = _match_header(name, template, _header_values(hs.headers, name),
-                            {**variables, **captures}, "response")
+        hit = _match_any(f"response header {name}", f"header {name}", template,
+                         _header_values(hs.headers, name), {**variables, **captures}, 0.5)
         if not hit.ok:
             return hit
         captures.update(hit.captures)
@@ -429,8 +430,8 @@ def match_request(connect: m.Connect, req: Request,
     captures = dict(hit.captures)
     queries = pairs + list(connect.query)
     for i, (key, template) in enumerate(queries):
-        hit = _match_query(key, template, [v for k, v in req.query if k == key],
-                           {**variables, **captures})
+        hit = _match_any(f"query parameter {key}", f"query {key}", template,
+                         [v for k, v in req.query if k == key], {**variables, **captures})
         if not hit.ok:
             return MatchResult(False, {}, hit.path, hit.reason, 0.1 + 0.4 * i / len(queries))
         captures.update(hit.captures)
@@ -440,21 +441,11 @@ def match_request(connect: m.Connect, req: Request,
                      f"{' '.join(req.protocols) or 'none'})", "protocol", 0.5)
     matched = 0
     for key, template in connect.headers:
-        hit = _match_header(key, template, _header_values(req.headers, key),
-                            {**variables, **captures}, "request")
+        hit = _match_any(f"request header {key}", f"header {key}", template,
+                         _header_values(req.headers, key), {**variables, **captures}, 0.5)
         if hit.ok:
             matched += 1
             captures.update(hit.captures)
     score = 0.6 + 0.4 * (matched / len(connect.headers) if connect.headers else 1.0)
     return MatchResult(True, captures, score=score)
 
-
-def _match_query(key: str, template: str, values: list[str],
-                 variables: Mapping[str, Any]) -> MatchResult:
-    if not values:
-        return _miss(f"missing query parameter {key}", f"query {key}")
-    for value in values:
-        hit = match_text(template, value, variables)
-        if hit.ok:
-            return hit
-    return _miss(f"query {key}: expected {template!r}, got {values[0]!r}", f"query {key}")
