@@ -349,11 +349,13 @@ def _header_values(headers: tuple[tuple[str, str], ...], name: str) -> list[str]
 
 
 def _match_any(label: str, path: str, template: str, values: list[str],
-               variables: Mapping[str, Any], score: float = 0.0) -> MatchResult:
+               variables: Mapping[str, Any], score: float = 0.0,
+               missing: str | None = None) -> MatchResult:
     """The first of ``values`` (a repeated header or query key) matching ``template``;
-    ``label`` names it in the reason, ``path`` in the report."""
+    ``label`` (``missing`` when there is none) names it in the reason, ``path`` in the
+    report."""
     if not values:
-        return _miss(f"missing {label}", path)
+        return _miss(f"missing {missing or label}", path)
     for value in values:
         hit = match_text(template, value, variables)
         if hit.ok:
@@ -430,8 +432,9 @@ def match_request(connect: m.Connect, req: Request,
     captures = dict(hit.captures)
     queries = pairs + list(connect.query)
     for i, (key, template) in enumerate(queries):
-        hit = _match_any(f"query parameter {key}", f"query {key}", template,
-                         [v for k, v in req.query if k == key], {**variables, **captures})
+        hit = _match_any(f"query {key}", f"query {key}", template,
+                         [v for k, v in req.query if k == key], {**variables, **captures},
+                         missing=f"query parameter {key}")
         if not hit.ok:
             return MatchResult(False, {}, hit.path, hit.reason, 0.1 + 0.4 * i / len(queries))
         captures.update(hit.captures)
