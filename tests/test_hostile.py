@@ -274,20 +274,24 @@ async def test_a_hostile_path_or_host_never_writes_outside_the_output_folder(
 SECRETS = {"C1_AUTHORIZATION": "Bearer s3cr3t-b34rer-t0ken",
            "C1_COOKIE": "sid=c00kie-v4lue-9f8e",
            "C1_TOKEN": "qu3ry-t0ken-77aa",
-           "C1_PASSWORD": "hunter2-p4ssw0rd"}
+           "C1_PASSWORD": "hunter2-p4ssw0rd",
+           "C1_PROTOCOL": "czNjcjN0LWs4cy10MGtlbg"}
+K8S_BEARER = "base64url.bearer.authorization.k8s.io."
 
 
 def secret_checking_server(seen: list):
-    """Upgrades only with the right Authorization, Cookie and query token; answers a login
-    message with ``{"ok":true}`` only for the right password."""
+    """Upgrades only with the right Authorization, Cookie, query token and Kubernetes bearer
+    subprotocol; answers a login message with ``{"ok":true}`` only for the right password."""
 
     async def handle(request: web.Request):
+        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
         if (request.headers.get("Authorization") != SECRETS["C1_AUTHORIZATION"]
                 or request.headers.get("Cookie") != SECRETS["C1_COOKIE"]
-                or request.query.get("token") != SECRETS["C1_TOKEN"]):
+                or request.query.get("token") != SECRETS["C1_TOKEN"]
+                or K8S_BEARER + SECRETS["C1_PROTOCOL"] not in offered):
             seen.append("refused")
             return web.Response(status=401, text="who are you?")
-        ws = web.WebSocketResponse()
+        ws = web.WebSocketResponse(protocols=("v4.channel.k8s.io",))
         await ws.prepare(request)
         async for msg in ws:
             login = json.loads(msg.data)
@@ -310,7 +314,8 @@ async def test_secrets_never_reach_any_output_and_replay_takes_them_from_the_env
             async with session.ws_connect(
                     f"ws://127.0.0.1:{rec.port}/api?token={SECRETS['C1_TOKEN']}&room=7",
                     headers={"Authorization": SECRETS["C1_AUTHORIZATION"],
-                             "Cookie": SECRETS["C1_COOKIE"]}) as ws:
+                             "Cookie": SECRETS["C1_COOKIE"]},
+                    protocols=("v4.channel.k8s.io", K8S_BEARER + SECRETS["C1_PROTOCOL"])) as ws:
                 await ws.send_str(json.dumps({"user": "ann",
                                               "password": SECRETS["C1_PASSWORD"]}))
                 assert json.loads((await ws.receive(timeout=T)).data) == {"ok": True,

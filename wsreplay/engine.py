@@ -36,7 +36,8 @@ from . import model as m
 from .connection import CAN_SEND, ENDED, Conn, S
 from .diagnose import closed_failure, leftover_failure, mismatch_failure, missing_failure
 from .errors import ScenarioError
-from .matchers import MatchResult, match_handshake, match_message, match_request
+from .matchers import (MatchResult, answer_protocol, match_handshake, match_message,
+                       match_request)
 from .messages import Handshake, Kind, Message, Request
 from .outcome import Failure, Result
 from .parser import parse_duration
@@ -202,6 +203,11 @@ class Engine:
         else (None, the closest miss, if any)."""
         best: MatchResult | None = None
         chosen: int | None = None
+        try:
+            self._declare_leading()
+        except (ScenarioError, TemplateError) as exc:  # an env variable not set...
+            where = self.program[self.pc].pos
+            return None, MatchResult(False, {}, "$", f"{where}: {exc.message}", 0.0)
         for index, connect in self.pending_connects():
             try:
                 hit = match_request(connect, req, self.vars)
@@ -212,6 +218,14 @@ class Engine:
             elif chosen is None and (best is None or hit.score > best.score):
                 best = hit
         return chosen, best
+
+    def _declare_leading(self) -> None:
+        """Take the ``var``, ``env`` and ``set`` lines before the first ``conn`` line now: a
+        client is matched against templates using them before the run starts."""
+        while self.pc < len(self.program) and isinstance(self.program[self.pc],
+                                                         (m.Var, m.Env, m.Setting)):
+            self._declare(self.program[self.pc])
+            self.pc += 1
 
     def accept(self, index: int, req: Request, match: MatchResult, now: float) -> Answer:
         """A client matching the ``conn`` line at ``index`` arrived (both from
@@ -225,9 +239,7 @@ class Engine:
         self.conns[connect.name] = c
         status = connect.expect_status or 101
         c.fire("open" if status == 101 else "refuse")
-        protocol = connect.expect_protocol
-        if protocol is None:
-            protocol = next((p for p in connect.protocols if p in req.protocols), None)
+        protocol = answer_protocol(connect, req, self.vars)
         headers = []
         for name, template in connect.expect_headers:
             try:
@@ -399,7 +411,8 @@ class Engine:
                                             for k, v in connect.query])
             url += ("&" if "?" in url else "?") + query
         headers = tuple((k, render_text(v, self.vars)) for k, v in connect.headers)
-        return url, headers, connect.protocols, connect.compress
+        protocols = tuple(render_text(p, self.vars) for p in connect.protocols)
+        return url, headers, protocols, connect.compress
 
     def _await_client(self, connect: m.Connect, now: float) -> float | None:
         c = self.conns.get(connect.name)

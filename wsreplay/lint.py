@@ -135,6 +135,10 @@ class _Linter:
             self.template(value, c.pos, f"query {key}", markers=False)
         for key, value in c.headers:
             self.template(value, c.pos, f"header {key}", markers=False)
+        for protocol in c.protocols:
+            self.template(protocol, c.pos, "protocol", markers=False)
+        if c.expect_protocol:
+            self.template(c.expect_protocol, c.pos, "expect protocol")
         for key, value in c.expect_headers:
             self.template(value, c.pos, f"expect header {key}")
         for rule in c.rules:

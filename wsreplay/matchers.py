@@ -13,7 +13,7 @@ import re
 import urllib.parse
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import orjson
 
@@ -372,14 +372,20 @@ def match_handshake(connect: m.Connect, hs: Handshake,
         return _miss(f"expected status {want}, got {got}", "status")
     if want != 101:
         return OK
-    if connect.expect_protocol is not None and (hs.protocol or "") != connect.expect_protocol:
-        want_p = connect.expect_protocol or "no protocol"
-        return _miss(f"expected protocol {want_p}, got {hs.protocol or 'no protocol'}",
-                     "protocol", 0.5)
+    captures: dict[str, Any] = {}
+    want_p, got_p = connect.expect_protocol, hs.protocol or ""
+    if want_p is not None:
+        if want_p and got_p:  # a template: a secret subprotocol is recorded as a variable
+            hit = match_text(want_p, got_p, variables)
+        else:  # "" is "none", which no template matches
+            hit = OK if want_p == got_p else None
+        if not hit:
+            return _miss(f"expected protocol {want_p or 'no protocol'}, got "
+                         f"{got_p or 'no protocol'}", "protocol", 0.5)
+        captures.update(hit.captures)
     if connect.expect_compress is not None and hs.compress != connect.expect_compress:
         return _miss(f"expected compress {'on' if connect.expect_compress else 'off'}, got "
                      f"{'on' if hs.compress else 'off'}", "compress", 0.5)
-    captures: dict[str, Any] = {}
     for name, template in connect.expect_headers:
         hit = _match_any(f"response header {name}", f"header {name}", template,
                          _header_values(hs.headers, name), {**variables, **captures}, 0.5)
@@ -387,6 +393,36 @@ def match_handshake(connect: m.Connect, hs: Handshake,
             return hit
         captures.update(hit.captures)
     return MatchResult(True, captures)
+
+
+def offered_protocol(template: str, offered: Iterable[str],
+                     variables: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The first of the ``offered`` subprotocols that the template ``template`` (a ``protocol``
+    or ``expect protocol`` entry) matches, with what it captured; None when none does.
+    Raises :class:`TemplateError` (e.g. an undefined variable)."""
+    for protocol in offered:
+        hit = match_text(template, protocol, variables)
+        if hit.ok:
+            return protocol, hit.captures
+    return None
+
+
+def answer_protocol(connect: m.Connect, req: Request,
+                    variables: Mapping[str, Any]) -> str | None:
+    """The subprotocol the mock server answers ``req`` with, as the client offered it: the
+    one ``expect protocol`` matches, else the first entry of the ``protocol`` line that the
+    client offered; None for none."""
+    wanted = connect.protocols if connect.expect_protocol is None else (connect.expect_protocol,)
+    for template in wanted:
+        if not template:  # expect no protocol
+            return None
+        try:
+            found = offered_protocol(template, req.protocols, variables)
+        except TemplateError:
+            continue
+        if found is not None:
+            return found[0]
+    return None
 
 
 def split_url(url: str) -> tuple[str, list[tuple[str, str]]]:
@@ -439,9 +475,12 @@ def match_request(connect: m.Connect, req: Request,
             return MatchResult(False, {}, hit.path, hit.reason, 0.1 + 0.4 * i / len(queries))
         captures.update(hit.captures)
     chosen = connect.expect_protocol
-    if chosen and chosen not in req.protocols:
-        return _miss(f"the client did not offer subprotocol {chosen} (offered: "
-                     f"{' '.join(req.protocols) or 'none'})", "protocol", 0.5)
+    if chosen:
+        found = offered_protocol(chosen, req.protocols, {**variables, **captures})
+        if found is None:
+            return _miss(f"the client did not offer subprotocol {chosen} (offered: "
+                         f"{' '.join(req.protocols) or 'none'})", "protocol", 0.5)
+        captures.update(found[1])
     matched = 0
     for key, template in connect.headers:
         hit = _match_any(f"request header {key}", f"header {key}", template,

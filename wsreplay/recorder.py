@@ -42,6 +42,12 @@ HEX_MAX = 64  # binary messages up to this size are written in hex, larger ones 
 
 DEFAULT_HEADERS = ("authorization", "cookie", "set-cookie")
 DEFAULT_QUERY = ("access_token", "token", "api_key", "apikey", "password", "secret")
+# An offered subprotocol holding one of these words (any case) is a secret as a whole...
+PROTOCOL_WORDS = ("bearer", "token", "authorization", "password", "secret", "apikey", "api_key",
+                  "api-key")
+# ... and one starting with one of these prefixes (any case) is the prefix and a secret:
+# Kubernetes' bearer token, AWS AppSync's base64url-encoded authorization headers.
+DEFAULT_PROTOCOL_PREFIXES = ("base64url.bearer.authorization.k8s.io.", "header-")
 
 
 
@@ -169,22 +175,40 @@ def binary_payload(data: bytes) -> m.Binary:
 
 @dataclass(frozen=True)
 class Redaction:
-    """What becomes an ``env`` variable instead of being written: header names, query keys and
-    JSON object keys (all compared case-insensitively, except JSON keys). ``enabled=False``
-    writes everything as seen."""
+    """What becomes an ``env`` variable instead of being written: header names, query keys,
+    JSON object keys and offered subprotocols (all compared case-insensitively, except JSON
+    keys). A subprotocol starting with one of ``protocols`` (lower case) keeps that prefix and
+    the rest becomes the variable; any other one holding a :data:`PROTOCOL_WORDS` word
+    becomes a variable as a whole. ``enabled=False`` writes everything as seen."""
 
     headers: frozenset[str] = frozenset(DEFAULT_HEADERS)
     query: frozenset[str] = frozenset(DEFAULT_QUERY)
     fields: frozenset[str] = frozenset()
     enabled: bool = True
+    protocols: frozenset[str] = frozenset(DEFAULT_PROTOCOL_PREFIXES)
 
     @classmethod
     def build(cls, headers: Iterable[str] = (), query: Iterable[str] = (),
-              fields: Iterable[str] = (), enabled: bool = True) -> "Redaction":
-        """The defaults plus the extra names given (as ``--redact-*`` options do)."""
+              fields: Iterable[str] = (), enabled: bool = True,
+              protocols: Iterable[str] = ()) -> "Redaction":
+        """The defaults plus the extra names given (as ``--redact-*`` options do);
+        ``protocols`` are subprotocol prefixes."""
         return cls(frozenset(DEFAULT_HEADERS) | {h.lower() for h in headers},
                    frozenset(DEFAULT_QUERY) | {q.lower() for q in query},
-                   frozenset(fields), enabled)
+                   frozenset(fields), enabled,
+                   frozenset(DEFAULT_PROTOCOL_PREFIXES) | {p.lower() for p in protocols if p})
+
+    def protocol(self, entry: str) -> tuple[str, str] | None:
+        """``(prefix kept, secret)`` when the subprotocol ``entry`` is a secret, else None."""
+        if not self.enabled:
+            return None
+        low = entry.lower()
+        for prefix in sorted(self.protocols, key=len, reverse=True):
+            if low.startswith(prefix) and len(entry) > len(prefix):
+                return entry[:len(prefix)], entry[len(prefix):]
+        if any(word in low for word in PROTOCOL_WORDS):
+            return "", entry
+        return None
 
 
 def env_name(conn: str, base: str) -> str:
@@ -423,9 +447,10 @@ class ConnectionRecord:
         upgraded = hs.status == 101
         return m.Connect(
             name=self.name, url=url, at=self._now(), query=query, headers=headers,
-            protocols=hs.protocols, compress=hs.compress,
+            protocols=tuple(map(self._protocol, hs.protocols)), compress=hs.compress,
             expect_status=None if upgraded else hs.status,
-            expect_protocol=(hs.protocol or "") if upgraded and hs.protocols else None,
+            expect_protocol=self._protocol(hs.protocol or "") if upgraded and hs.protocols
+            else None,
             expect_headers=expect_headers,
             expect_compress=hs.compressed if upgraded and hs.compress else None)
 
@@ -433,6 +458,15 @@ class ConnectionRecord:
         if self.redaction.enabled and name.lower() in self.redaction.headers:
             return "{{" + self.secret(name, value) + "}}"
         return escape_template(value)
+
+    def _protocol(self, entry: str) -> str:
+        """A subprotocol as a template, a secret one as a variable: the one the upstream
+        chose is the same text, so it gets the same variable as where it was offered."""
+        secret = self.redaction.protocol(entry)
+        if secret is None:
+            return escape_template(entry)
+        kept, value = secret
+        return escape_template(kept) + "{{" + self.secret("protocol", value) + "}}"
 
     def _url(self, url: str) -> tuple[str, tuple[tuple[str, str], ...]]:
         base, sep, query = url.partition("?")

@@ -61,6 +61,9 @@ def add_parser(subparsers) -> None:
                    help="also redact this query parameter")
     p.add_argument("--redact-field", action="append", default=[], metavar="KEY",
                    help="redact the string value of this JSON object key, at any depth")
+    p.add_argument("--redact-protocol", action="append", default=[], metavar="PREFIX",
+                   help="redact what follows this prefix in an offered subprotocol (those "
+                        "holding bearer, token, authorization... always are)")
     p.add_argument("--no-redact", action="store_true", help="write secrets as seen")
     p.set_defaults(func=run)
 
@@ -97,7 +100,7 @@ def _config(args) -> ProxyConfig:
 
 def _recorder(args) -> Recorder:
     redaction = Redaction.build(args.redact_header, args.redact_query, args.redact_field,
-                                enabled=not args.no_redact)
+                                enabled=not args.no_redact, protocols=args.redact_protocol)
     echo = None
     if args.verbose:
         def echo(text: str) -> None:
