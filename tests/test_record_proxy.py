@@ -146,12 +146,13 @@ async def test_a_message_over_the_limit_gets_1009_and_is_recorded(record):
                 assert (await ws.receive(timeout=T)).data == b"a" * 1000
                 await ws.send_bytes(b"b" * 1001)
                 msg = await ws.receive(timeout=T)
-                assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1009)
+                assert (msg.type, msg.data, msg.extra) == (
+                    aiohttp.WSMsgType.CLOSE, 1009, "message larger than 1000 bytes")
         await asyncio.wait_for(server.ended.wait(), T)
         await settled(proxy)
     assert server.seen[-1][:2] == ("close", 1011)  # the upstream leg is told too
-    recorded = events(load(proxy.recorder.path))
-    assert recorded[-1] == ("<", ("close", 1009, ""))
+    recorded = events(load(proxy.recorder.path))  # the close the client got, as it got it
+    assert recorded[-1] == ("<", ("close", 1009, "message larger than 1000 bytes"))
     assert (">", ("binary", b"b" * 1001)) not in recorded
 
 
@@ -165,7 +166,8 @@ async def test_a_server_message_over_the_limit_closes_upstream_1009_and_client_1
                 msg = await ws.receive(timeout=T)
                 assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 1011)
         await settled(proxy)
-    assert events(load(proxy.recorder.path))[-1] == (">", ("close", 1009, ""))
+    assert events(load(proxy.recorder.path))[-1] == (
+        ">", ("close", 1009, "message larger than 1000 bytes"))
 
 
 # --- ping and pong ------------------------------------------------------------------------

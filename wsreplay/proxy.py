@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import ssl
 import struct
@@ -31,12 +32,14 @@ from typing import Callable
 
 import aiohttp
 from aiohttp import WSMsgType, web
+from aiohttp.client_proto import ResponseHandler
 from aiohttp.http_websocket import WebSocketError
 from multidict import CIMultiDict
 from yarl import URL
 
 from .model import Side
 from .recorder import BadText, ConnectionRecord, Handshake, Recorder, Summary
+from .relay import FastLink
 from .wire import ClientWebSocket, ServerWebSocket, failure_close, sendable, upgrade_problem
 
 __all__ = ["ProxyConfig", "RecordingProxy", "parse_target"]
@@ -75,6 +78,7 @@ class ProxyConfig:
     allow_origins: tuple[str, ...] = ()
     connect_timeout: float = 10.0
     close_timeout: float = 5.0
+    fast: bool = True  # forward frame by frame when no extension is negotiated (relay.py)
 
 
 def parse_target(target: str) -> URL:
@@ -159,6 +163,75 @@ def _queued(ws) -> Callable[[], int]:
     """A callable giving how many parsed messages wait in ``ws``'s queue (0 when unknown)."""
     buffer = getattr(getattr(ws, "_reader", None), "_buffer", None)
     return buffer.__len__ if buffer is not None else (lambda: 0)
+
+
+class _Capture:
+    """Stands in for aiohttp's WebSocket reader on an upstream connection the fast path will
+    take over: keeps the bytes that follow the 101 (a greeting can come in the same packet)."""
+
+    installed = False
+    eof = False
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        self.chunks.append(bytes(data))
+        return False, b""
+
+    def feed_eof(self) -> None:
+        self.eof = True
+
+    def take(self) -> bytes:
+        data = b"".join(self.chunks)
+        self.chunks.clear()
+        return data
+
+
+_CAPTURE: contextvars.ContextVar[_Capture | None] = contextvars.ContextVar("wsreplay_capture",
+                                                                          default=None)
+
+
+class _UpstreamProtocol(ResponseHandler):
+    """aiohttp's client protocol, with the WebSocket reader replaced by a :class:`_Capture`
+    for a connection made while one is set in ``_CAPTURE``."""
+
+    def set_parser(self, parser, payload, data_received_cb=None) -> None:
+        capture = _CAPTURE.get()
+        if capture is not None:
+            capture.installed, parser = True, capture
+        super().set_parser(parser, payload, data_received_cb)
+
+
+def _capturing(connector: aiohttp.TCPConnector) -> bool:
+    """Make ``connector``'s connections able to capture (aiohttp builds its protocols with
+    the ``_factory`` it keeps); False when this aiohttp has no such thing: no fast path."""
+    if not isinstance(getattr(connector, "_factory", None), functools.partial):
+        return False
+    connector._factory = functools.partial(_UpstreamProtocol, *connector._factory.args,
+                                           **connector._factory.keywords)
+    return True
+
+
+def _upstream_transport(ws: aiohttp.ClientWebSocketResponse):
+    connection = getattr(getattr(ws, "_response", None), "connection", None)
+    return None if connection is None else connection.transport
+
+
+def _client_tail(request: web.BaseRequest) -> bytes:
+    """Bytes a client sent after its upgrade request without waiting for the 101 (aiohttp
+    keeps them for its own WebSocket reader), taken for the fast path."""
+    protocol = request.protocol
+    tail = getattr(protocol, "_message_tail", b"")
+    if tail:
+        protocol._message_tail = b""
+    return bytes(tail)
+
+
+def _release_now(ws: aiohttp.ClientWebSocketResponse) -> None:
+    response = getattr(ws, "_response", None)
+    if response is not None:
+        response.close()
 
 
 async def _release_upstream(ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -387,6 +460,7 @@ class RecordingProxy:
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
         self._summary: Summary | None = None
+        self._fast = False
         self.port = config.port
 
     @property
@@ -422,9 +496,11 @@ class RecordingProxy:
             tls = False
         elif cfg.ca_file:
             tls = ssl.create_default_context(cafile=cfg.ca_file)
+        connector = aiohttp.TCPConnector(limit=0, ssl=tls)
+        self._fast = cfg.fast and _capturing(connector)
         return aiohttp.ClientSession(
             ws_response_class=ClientWebSocket,
-            connector=aiohttp.TCPConnector(limit=0, ssl=tls),
+            connector=connector,
             trust_env=cfg.trust_env, cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False, middlewares=(_capture,),
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
@@ -509,6 +585,9 @@ class RecordingProxy:
                        compress=_offers_deflate(request.headers))
         answer = _Answer()
         token = _ANSWER.set(answer)
+        # The fast path needs no extension on either leg: a client offering none gets none.
+        capture = _Capture() if self._fast and not hs.compress else None
+        capture_token = _CAPTURE.set(capture)
         try:
             upstream = await asyncio.wait_for(self._session.ws_connect(
                 url, protocols=hs.protocols, headers=list(hs.headers),
@@ -521,8 +600,11 @@ class RecordingProxy:
             return self._unreachable(exc)
         finally:
             _ANSWER.reset(token)
+            _CAPTURE.reset(capture_token)
         hs = Handshake(hs.url, hs.headers, hs.protocols, hs.compress, 101, upstream.protocol,
                        bool(upstream.compress), answer.headers)
+        if capture is not None and capture.installed:
+            return await self._relay_fast(request, upstream, hs, capture)
         return await self._relay(request, upstream, hs)
 
     def _refused(self, hs: Handshake, answer: _Answer) -> web.Response:
@@ -545,7 +627,7 @@ class RecordingProxy:
         status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
         return web.Response(status=status, text=f"wsreplay record: upstream failed: {why}\n")
 
-    async def _relay(self, request: web.BaseRequest, upstream, hs: Handshake):
+    def _client_leg(self, upstream, hs: Handshake) -> ServerWebSocket:
         cfg = self.config
         client = ServerWebSocket(
             protocols=(upstream.protocol,) if upstream.protocol else (),
@@ -553,11 +635,18 @@ class RecordingProxy:
             max_msg_size=cfg.max_size + 1, decode_text=False, timeout=cfg.close_timeout)
         for key, value in _forwarded(CIMultiDict(hs.response_headers), HOP_BY_HOP | WS_LEG):
             client.headers.add(key, value)
+        return client
+
+    async def _record(self, upstream, hs: Handshake) -> ConnectionRecord:
         try:
-            record = self.recorder.connection(hs)
+            return self.recorder.connection(hs)
         except BaseException:  # a recorder bug must not leave the upstream leg open
             await _release_upstream(upstream)
             raise
+
+    async def _relay(self, request: web.BaseRequest, upstream, hs: Handshake):
+        client = self._client_leg(upstream, hs)
+        record = await self._record(upstream, hs)
         link = _Link(self, request, client, upstream, record)
         try:
             await client.prepare(request)
@@ -567,6 +656,28 @@ class RecordingProxy:
             await link._close_leg(Side.SERVER, 1011, "client gone")
             await _release_upstream(upstream)
             return client
+        return await self._run(link, request, client)
+
+    async def _relay_fast(self, request: web.BaseRequest, upstream, hs: Handshake,
+                          capture: _Capture):
+        """Both legs taken over before the client gets its 101 (nothing it sends then can
+        reach aiohttp's reader); the link forwards once the 101 is out."""
+        cfg = self.config
+        client = self._client_leg(upstream, hs)
+        record = await self._record(upstream, hs)
+        link = FastLink(record, cfg.max_size, cfg.close_timeout, lambda: _release_now(upstream))
+        link.attach(Side.SERVER, _upstream_transport(upstream), early=capture.take(),
+                    ended=capture.eof)
+        link.attach(Side.CLIENT, request.transport, request.protocol, _client_tail(request))
+        try:
+            await client.prepare(request)
+        except (ConnectionError, RuntimeError):
+            link.lost(Side.CLIENT)
+        link.start()
+        return await self._run(link, request, client)
+
+    async def _run(self, link, request: web.BaseRequest, client):
+        record = link.record
         self._links.add(link)
         self._log(f"{record.name} open {request.rel_url.path} ({len(self._links)} open)")
         try:
@@ -576,4 +687,3 @@ class RecordingProxy:
             self._log(f"{record.name} closed: {link.how or 'ended'}, "
                       f"{record.messages_seen} messages ({len(self._links)} open)")
         return client
-
