@@ -102,6 +102,22 @@ def json_template(source: str, secret: Callable[[str, str], str] | None = None,
     return "".join(out)
 
 
+_JSON_BLANKS = str.maketrans("", "", _JSON_WS)
+
+
+def compact_json(source: str) -> str:
+    """A JSON text, or a ``json`` template made from one, without the blanks between its
+    tokens: the same value (and placeholders) on one line. String values, numbers and
+    placeholders keep their exact spelling."""
+    out, last = [], 0
+    for match in _JSON_STRING.finditer(source):
+        start, end = match.span()
+        out += (source[last:start].translate(_JSON_BLANKS), match.group())
+        last = end
+    out.append(source[last:].translate(_JSON_BLANKS))
+    return "".join(out)
+
+
 def _escape_json_string(raw: str) -> str:
     value = orjson.loads(raw)
     if "{{" in value:
@@ -520,13 +536,8 @@ class ConnectionRecord:
                 else:
                     payload = m.Pong(bytes(data))
                 line = f"{head}{format_payload(payload)}\n".encode()
-                if len(line) > PAGE and line.count(b"\n") > 1 and opcode == OP_TEXT \
-                        and not (isinstance(payload, m.Json) and fields
-                                 and _mentions(payload.source, fields)):
-                    # A fenced step longer than a page could be cut between its lines by a
-                    # kill, leaving a file that does not parse: the same text, quoted, on one
-                    # line (a line the sink writes kill-safe); exact, as recorded text is.
-                    one = m.Text(escape_template(data.decode("utf-8")))
+                if len(line) > PAGE and opcode == OP_TEXT and line.count(b"\n") > 1:
+                    one = _one_line_payload(payload, data, fields)
                     line = f"{head}{format_payload(one, one_line=True)}\n".encode()
                 fenced = fenced or line.count(b"\n") > 1
             size += len(data)
@@ -557,6 +568,18 @@ class ConnectionRecord:
         if self.recorder.split and not self.closed:
             self.sink.close()
         self.closed = True
+
+
+def _one_line_payload(payload: m.Text | m.Json, data: bytes,
+                      fields: frozenset[str]) -> m.Text | m.Json:
+    """``payload`` (a text message: ``data``) to be written on one line: a fenced step longer
+    than a page could be cut between its lines by a kill, leaving a file that does not parse,
+    whereas the sink writes a line kill-safe. JSON holding a redacted field stays JSON, its
+    blanks left out (the same value, matched as JSON, the variables kept); other text is
+    quoted, exactly as recorded."""
+    if isinstance(payload, m.Json) and fields and _mentions(payload.source, fields):
+        return m.Json(compact_json(payload.source))
+    return m.Text(escape_template(data.decode("utf-8")))
 
 
 def _text(value: str) -> str:
