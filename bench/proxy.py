@@ -5,7 +5,9 @@ server (a subprocess, aiohttp on uvloop); only what sits between them changes:
 
 * ``direct``: nothing;
 * ``wsreplay``: ``python -m wsreplay record`` writing its scenario file (a fresh one per run);
-* ``relay``: a plain aiohttp relay with no recording, for reference (the ceiling of this design);
+* ``relay``: a plain aiohttp relay with no recording, for reference;
+* ``tcp``: a bare TCP relay (asyncio protocols, bytes in, bytes out, nothing parsed): the
+  ceiling of any Python proxy on this machine;
 * ``mitmproxy``: ``mitmdump --mode reverse:http://...``, the tool users would otherwise pick.
 
 Rounds alternate the modes (rotating their order) and the medians are reported:
@@ -53,7 +55,7 @@ except ImportError:  # pragma: no cover
 HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent
 MITMDUMP = os.environ.get("MITMDUMP") or shutil.which("mitmdump") or "/work/venv-mitm/bin/mitmdump"
-MODES = ("direct", "wsreplay", "relay", "mitmproxy")
+MODES = ("direct", "wsreplay", "relay", "tcp", "mitmproxy")
 
 
 def free_port() -> int:
@@ -110,7 +112,51 @@ async def _relay(target: str, request: web.BaseRequest) -> web.StreamResponse:
     return client
 
 
+class _Pipe(asyncio.Protocol):
+    """One side of the bare TCP relay: what it reads goes to ``peer``'s transport."""
+
+    def __init__(self, peer: "_Pipe | None" = None):
+        self.peer, self.transport, self.early = peer, None, []
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.peer is None or self.peer.transport is None:
+            self.early.append(data)
+        else:
+            self.peer.transport.write(data)
+
+    def connection_lost(self, exc) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.close()
+
+
+async def _tcp_relay(port: int, target: str) -> None:
+    host, _, upstream_port = target.split("//", 1)[1].partition(":")
+    loop = asyncio.get_running_loop()
+
+    class Downstream(_Pipe):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            loop.create_task(self.connect())
+
+        async def connect(self) -> None:
+            _, up = await loop.create_connection(lambda: _Pipe(self), host, int(upstream_port))
+            self.peer = up
+            for data in self.early:
+                up.transport.write(data)
+            self.early.clear()
+
+    server = await loop.create_server(Downstream, "127.0.0.1", port, backlog=2048)
+    print(f"listening on {port}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
 async def _serve(kind: str, port: int, target: str | None) -> None:
+    if kind == "tcp":
+        return await _tcp_relay(port, target)
     if kind == "relay":
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
@@ -160,8 +206,8 @@ def start(mode: str, echo_port: int, workdir: Path, run: int) -> Process:
         out = workdir / f"bench-{run}.wsr"
         args = [python, "-m", "wsreplay", "record", "--target", f"ws://127.0.0.1:{echo_port}",
                 "--listen", f"127.0.0.1:{port}", "--out", str(out), "-q", "--max-size", "1MiB"]
-    elif mode == "relay":
-        args = [python, str(HERE), "--serve", "relay", str(port), f"ws://127.0.0.1:{echo_port}"]
+    elif mode in ("relay", "tcp"):
+        args = [python, str(HERE), "--serve", mode, str(port), f"ws://127.0.0.1:{echo_port}"]
     elif mode == "mitmproxy":
         args = [MITMDUMP, "--mode", f"reverse:http://127.0.0.1:{echo_port}", "--listen-host",
                 "127.0.0.1", "--listen-port", str(port), "-q"]

@@ -672,7 +672,7 @@ class RecordingProxy:
         try:
             await client.prepare(request)
         except (ConnectionError, RuntimeError):
-            link.lost(Side.CLIENT)
+            link.lost(link.legs[Side.CLIENT])
         link.start()
         return await self._run(link, request, client)
 

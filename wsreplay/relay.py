@@ -7,13 +7,16 @@ are masked as the upstream wants them, an upstream's are not, as the client want
 them as a receiver must), hands what they hold to the recorder, and writes the *same bytes* to
 the other leg: fragment boundaries and masks included, nothing decoded and re-encoded, no task
 or future per message. The promise of the slow path holds: a message is in the file before
-the frame that completes it is forwarded (a write bigger than the writer thread's threshold
-holds that leg's reading until it is done).
+the frame that completes it is forwarded. The lines of everything that arrived in one event
+loop turn, on every connection, go out in one write (the sink's group commit), then the
+frames are forwarded; a leg whose lines wait on a slow disk stops being read meanwhile.
 
-Closing follows the slow path (:mod:`wsreplay.proxy`) exactly: a close frame is forwarded and
-its answer awaited (``close_timeout``); a drop or a protocol error ends the other leg with 1011
-and the recording says what happened; ``shutdown`` closes both legs with 1001. A leg is done
-when a close frame went each way, or its TCP connection ended; the link when both are.
+Closing follows the slow path (:mod:`wsreplay.proxy`): a close frame is forwarded and its
+answer awaited (``close_timeout``); a drop or a protocol error ends the other leg with 1011
+and the recording says what happened; ``shutdown`` closes both legs with 1001. Unlike the
+slow path, a leg that breaks the protocol after a close frame went to it is just hung up on
+(no second close frame). A leg is done when a close frame went each way, or its TCP
+connection ended; the link when both are.
 """
 
 from __future__ import annotations
@@ -27,9 +30,7 @@ from .recorder import BadText, ConnectionRecord
 
 __all__ = ["FastLink"]
 
-
-def _who(side: Side) -> str:
-    return "client" if side is Side.CLIENT else "upstream"
+BACKLOG = 1 << 20  # bytes waiting to be written beyond which a leg's reading pauses
 
 
 def _close_frame(code: int, reason: str, masked: bool) -> bytes:
@@ -42,30 +43,76 @@ def _close_frame(code: int, reason: str, masked: bool) -> bytes:
 
 
 class _Leg(asyncio.Protocol):
-    """The protocol of one leg's transport once the link has taken it over. ``inner`` is the
-    protocol it replaced (aiohttp's), told when the connection is lost so aiohttp can finish
-    the request it was serving."""
+    """One leg: the protocol of its transport once the link has taken it over, and its
+    state. ``inner`` is the protocol it replaced (aiohttp's), told when the connection is
+    lost so aiohttp can finish the request it was serving."""
 
-    def __init__(self, link: "FastLink", side: Side, transport, inner=None):
-        self.link, self.side, self.transport, self.inner = link, side, transport, inner
+    def __init__(self, link: "FastLink", side: Side, reader: FrameReader):
+        self.link, self.side, self.reader = link, side, reader
+        self.who = "client" if side is Side.CLIENT else "upstream"
+        self.peer: _Leg = self
+        self.transport = None
+        self.inner = None
+        self.alive = True  # its TCP connection is open
+        self.ended = False  # known over before the link started (no transport to use)
+        self.got_close = False  # a close frame came from it
+        self.sent_close = False  # a close frame went to it...
+        self.passed = False  # ...and it was the peer's, forwarded
+        self.held: list[bytes] | None = []  # what it sent before start()
+        self.paused = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+    # --- the transport's callbacks -------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        self.link.received(self.side, data)
+        if self.held is not None:
+            self.held.append(data)
+            return
+        chunk, items = self.reader.feed(data)
+        if items or self.reader.error:
+            self.link.handle(self, chunk, items)
 
     def eof_received(self) -> None:
         return None  # the transport closes itself; connection_lost follows
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self.link.lost(self.side)
+        self.link.lost(self)
         inner, self.inner = self.inner, None
         if inner is not None:
             inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self.link.pause(self.side.other)
+        self.peer.pause()
 
     def resume_writing(self) -> None:
-        self.link.resume(self.side.other)
+        self.peer.resume()
+
+    # --- what the link does with it ------------------------------------------------------
+
+    @property
+    def open(self) -> bool:
+        return self.alive and not self.ended
+
+    def send(self, data: bytes) -> None:
+        """Write to this leg, unless it is gone or has been sent a close frame."""
+        if data and self.alive and not self.sent_close and not self.ended:
+            self.transport.write(data)
+
+    def pause(self) -> None:
+        """Stop reading this leg (the peer's buffer is full, or the disk is behind)."""
+        self.paused += 1
+        if self.paused == 1 and self.open and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        self.paused -= 1
+        if not self.paused and self.open and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 class FastLink:
@@ -76,21 +123,14 @@ class FastLink:
     def __init__(self, record: ConnectionRecord, max_size: int, close_timeout: float,
                  release: Callable[[], None]):
         self.record, self.close_timeout, self._release = record, close_timeout, release
-        self.readers = {Side.CLIENT: FrameReader(True, max_size),
-                        Side.SERVER: FrameReader(False, max_size)}
-        self.transports: dict[Side, asyncio.Transport | None] = {s: None for s in Side}
-        self.legs: dict[Side, _Leg] = {}
-        self.alive = {s: True for s in Side}
-        self.got_close = {s: False for s in Side}  # a close frame came from this leg
-        self.sent_close = {s: False for s in Side}  # a close frame went to this leg
-        self.passed = {s: False for s in Side}  # ...and it was the other leg's, forwarded
-        self.held: dict[Side, list[bytes] | None] = {s: [] for s in Side}  # not started yet
-        self.paused = {s: 0 for s in Side}
-        self.timers: dict[Side, asyncio.TimerHandle] = {}
+        self.sink = record.sink
+        client = _Leg(self, Side.CLIENT, FrameReader(True, max_size))
+        upstream = _Leg(self, Side.SERVER, FrameReader(False, max_size))
+        client.peer, upstream.peer = upstream, client
+        self.legs = {Side.CLIENT: client, Side.SERVER: upstream}
         self.over = False  # the conversation has ended: record nothing more
         self.how = ""
         self.finished = asyncio.Event()
-        self._ended: set[Side] = set()
         self._loop = asyncio.get_running_loop()
 
     # --- set-up ------------------------------------------------------------------------
@@ -99,239 +139,183 @@ class FastLink:
                ended: bool = False) -> None:
         """Take ``transport`` over for ``side``'s leg; ``early``: bytes read before;
         ``ended``: the connection is known to be over (``transport`` may then be None)."""
+        leg = self.legs[side]
         if early:
-            self.held[side].append(early)
+            leg.held.append(early)
         if transport is None or ended or transport.is_closing():
-            self._ended.add(side)  # dealt with at start(), after the early bytes
+            leg.ended = True  # dealt with at start(), after the early bytes
             return
-        leg = self.legs[side] = _Leg(self, side, transport, inner)
-        self.transports[side] = transport
+        leg.transport, leg.inner = transport, inner
         transport.set_protocol(leg)
         if not transport.is_reading():  # aiohttp stops reading what nobody drains yet
             transport.resume_reading()
 
     def start(self) -> None:
         """Both legs are attached and the client has its 101: forward from now on."""
-        for side in Side:
-            self._unhold(side)
-        for side in Side:
-            if side in self._ended:
-                self.lost(side)
+        for leg in self.legs.values():
+            held, leg.held = leg.held, None
+            for data in held:
+                leg.data_received(data)
+        for leg in self.legs.values():
+            if leg.ended:
+                self.lost(leg)
 
     async def run(self) -> None:
         try:
             await self.finished.wait()
         finally:
             if not self.finished.is_set():  # cancelled (the server is going away)
-                for side in Side:
-                    self._drop_leg(side)
+                for leg in self.legs.values():
+                    self._drop(leg)
                 self._finish()
 
-    # --- bytes in ----------------------------------------------------------------------
+    # --- messages ----------------------------------------------------------------------
 
-    def received(self, side: Side, data: bytes) -> None:
-        held = self.held[side]
-        if held is not None:  # a write in progress (or not started): keep the order
-            held.append(data)
-            return
-        reader = self.readers[side]
-        chunk, items = reader.feed(data)
-        if items or reader.error:
-            self._handle(side, chunk, items)
-
-    def _handle(self, side: Side, chunk: bytes, items: list) -> None:
+    def handle(self, leg: _Leg, chunk: bytes, items: list) -> None:
         """Record what ``items`` hold and forward their bytes; then a close or an error."""
         batch, ends, last = [], [], 0
         for opcode, payload, end in items:
             if opcode == CLOSE:
-                self._commit(side, batch, ends, chunk, last, lambda: self._closed(
-                    side, payload[0], payload[1], chunk[last:end]))
+                frame = chunk[last:end]
+                self._commit(leg, batch, ends, chunk, last,
+                             lambda: self._closed(leg, payload[0], payload[1], frame))
                 return
-            if opcode:  # CONT: a fragment to forward, nothing to record yet
+            if opcode:  # not CONT: a fragment is only forwarded, recorded with its message
                 batch.append((opcode, payload))
                 ends.append(end)
             last = end
-        error = self.readers[side].error
-        then = (lambda: self._broke(side, *error)) if error else None
-        self._commit(side, batch, ends, chunk, last, then)
+        error = leg.reader.error
+        self._commit(leg, batch, ends, chunk, last,
+                     (lambda: self._broke(leg, *error)) if error else None)
 
-    def _commit(self, side: Side, batch: list, ends: list, chunk: bytes, end: int,
+    def _commit(self, leg: _Leg, batch: list, ends: list, chunk: bytes, end: int,
                 then: Callable[[], None] | None) -> None:
-        """Record ``batch``, then forward ``chunk[:end]``, then ``then()``."""
-        pending = None
+        """Record ``batch``, then forward ``chunk[:end]``, then ``then()``: the lines join
+        the sink's group write, the rest runs once it is done (at the end of this loop turn)."""
+        sink = self.sink
         if batch and not self.over:
+            sink.group = True
             try:
-                pending = self.record.messages(side, batch)
-            except BadText as bad:  # the messages before it are recorded (or being)
+                self.record.messages(leg.side, batch)
+            except BadText as bad:  # the messages before it are recorded
                 end = ends[bad.index - 1] if bad.index else 0
-                pending = bad.pending
-                then = lambda: self._broke(side, 1007, "invalid UTF-8")
-        if pending is None:
-            self._send(side.other, chunk[:end] if end != len(chunk) else chunk)
-            if then is not None:
-                then()
-            return
-        self.held[side] = []  # big: written by the writer thread; forward when it is done
-        self.pause(side)
-
-        def written(_):
-            self._send(side.other, chunk[:end])
-            if then is not None:
-                then()
-            self.resume(side)
-            self._unhold(side)
-        pending.add_done_callback(written)
-
-    def _unhold(self, side: Side) -> None:
-        held, self.held[side] = self.held[side] or [], None
-        while held:
-            self.received(side, held.pop(0))
-            if self.held[side] is not None:  # held again by a big write: the rest waits
-                self.held[side][:0] = held
-                return
-
-    # --- bytes out ---------------------------------------------------------------------
-
-    def _open(self, side: Side) -> bool:
-        return self.alive[side] and side not in self._ended
-
-    def _send(self, side: Side, data: bytes) -> None:
-        """Write to ``side``'s leg, unless it is gone or has been sent a close frame."""
-        if data and self._open(side) and not self.sent_close[side]:
-            self.transports[side].write(data)
-
-    def _send_close(self, side: Side, frame: bytes, passed: bool) -> None:
-        if self._open(side) and not self.sent_close[side]:
-            self.transports[side].write(frame)
-            self.sent_close[side], self.passed[side] = True, passed
-            if not self.got_close[side]:
-                self.timers[side] = self._loop.call_later(self.close_timeout,
-                                                          self._no_answer, side)
-
-    def pause(self, side: Side) -> None:
-        """Stop reading ``side``'s leg (the other one's buffer is full, or a write is on)."""
-        self.paused[side] += 1
-        transport = self.transports[side]
-        if self.paused[side] == 1 and transport is not None and not transport.is_closing():
-            transport.pause_reading()
-
-    def resume(self, side: Side) -> None:
-        self.paused[side] -= 1
-        transport = self.transports[side]
-        if not self.paused[side] and transport is not None and not transport.is_closing():
-            transport.resume_reading()
+                then = lambda: self._broke(leg, 1007, "invalid UTF-8")  # noqa: E731
+            finally:
+                sink.group = False
+        data = chunk if end == len(chunk) else chunk[:end]
+        if then is None:
+            sink.after(leg.peer.send, data)
+        else:
+            sink.after(_then, leg.peer.send, data, then)
+        if sink.backlog > BACKLOG:  # a slow disk: stop reading this leg until it catches up
+            leg.pause()
+            sink.after(leg.resume)
 
     # --- closing -----------------------------------------------------------------------
 
-    def _closed(self, side: Side, code: int | None, reason: str, frame: bytes) -> None:
-        """``side`` sent a close frame (its bytes: ``frame``)."""
+    def _send_close(self, leg: _Leg, frame: bytes, passed: bool) -> None:
+        if leg.open and not leg.sent_close:
+            leg.transport.write(frame)
+            leg.sent_close, leg.passed = True, passed
+            if not leg.got_close:
+                leg.timer = self._loop.call_later(self.close_timeout, self._no_answer, leg)
+
+    def _closed(self, leg: _Leg, code: int | None, reason: str, frame: bytes) -> None:
+        """``leg`` sent a close frame (its bytes: ``frame``)."""
         if not self.over:
-            self.record.close(side, code, reason)
-        self.got_close[side] = True
-        other = side.other
-        if self.sent_close[side]:  # an answer: the close it answers came from the other leg?
-            if self.passed[side]:
-                self._send_close(other, frame, True)
-            self._done(side)
-            if self.got_close[other]:
-                self._done(other)
+            self.record.close(leg.side, code, reason)
+        leg.got_close = True
+        peer = leg.peer
+        if leg.sent_close:  # an answer: pass it on if the close it answers was the peer's
+            if leg.passed:
+                self._send_close(peer, frame, True)
+            self._done(leg)
+            if peer.got_close:
+                self._done(peer)
         else:
-            self.how = self.how or f"{_who(side)} closed first"
-            self._send_close(other, frame, True)
-            if not self._open(other):  # nobody to answer it
-                self._done(side)
+            self.how = self.how or f"{leg.who} closed first"
+            self._send_close(peer, frame, True)
+            if not peer.open:  # nobody to answer it
+                self._done(leg)
 
-    def _broke(self, side: Side, code: int, why: str) -> None:
-        """``side`` broke the protocol: its leg is failed with ``code``, the other one gets
-        1011; the recording says so."""
-        reason = "invalid UTF-8" if code == 1007 else why[:100]
-        other = side.other
-        if self.sent_close[side]:  # its close frame is out already: no second one, hang up
+    def _broke(self, leg: _Leg, code: int, why: str) -> None:
+        """``leg`` broke the protocol: it is failed with ``code``, the peer gets 1011; the
+        recording says so (the close frame it got, recorded as coming from the peer)."""
+        peer = leg.peer
+        leg.reader.closed = True
+        if leg.sent_close:  # its close frame is out already: no second one, hang up
             if not self.over:
-                self.record.note(f"the {_who(side)} broke the protocol ({why}) instead of "
+                self.record.note(f"the {leg.who} broke the protocol ({why}) instead of "
                                  f"answering the close frame: its connection was ended")
-                self.how = self.how or f"error ({_who(side)})"
+                self.how = self.how or f"error ({leg.who})"
             self.over = True
-            self.readers[side].closed = True
-            self._done(side)
-            if self.got_close[other]:
-                self._done(other)
+            self._done(leg)
+            if peer.got_close:
+                self._done(peer)
             return
+        reason = "invalid UTF-8" if code == 1007 else why[:100]
         if not self.over:
-            self.record.note(f"the {_who(side)} broke the protocol ({why}): its leg closed "
-                             f"with {code}, the {_who(other)}'s with 1011")
-            self.record.close(other, code, reason)
-            self.how = self.how or f"error ({_who(side)})"
+            self.record.note(f"the {leg.who} broke the protocol ({why}): its leg closed "
+                             f"with {code}, the {peer.who}'s with 1011")
+            self.record.close(peer.side, code, reason)
+            self.how = self.how or f"error ({leg.who})"
         self.over = True
-        self._send_close(side, _close_frame(code, reason, side is Side.SERVER), False)
-        self._stop_reading(side)
-        if not self.sent_close[other]:
-            self._send_close(other, _close_frame(1011, f"{_who(side)} error",
-                                                 other is Side.SERVER), False)
-        elif self.got_close[other]:
-            self._done(other)
+        self._send_close(leg, _close_frame(code, reason, leg.side is Side.SERVER), False)
+        if leg.open and leg.transport.can_write_eof():  # done writing; it gets time to hang up
+            leg.transport.write_eof()
+        if not peer.sent_close:
+            self._send_close(peer, _close_frame(1011, f"{leg.who} error",
+                                                peer.side is Side.SERVER), False)
+        elif peer.got_close:
+            self._done(peer)
 
-    def _stop_reading(self, side: Side) -> None:
-        """Nothing more is read from ``side`` (its stream cannot be trusted): it is told we
-        are done writing and gets ``close_timeout`` to hang up."""
-        self.readers[side].closed = True
-        transport = self.transports[side]
-        if self._open(side) and transport.can_write_eof():
-            transport.write_eof()
-
-    def lost(self, side: Side) -> None:
-        """``side``'s TCP connection ended."""
-        if not self.alive[side]:
+    def lost(self, leg: _Leg) -> None:
+        """``leg``'s TCP connection ended."""
+        if not leg.alive:
             return
-        self.alive[side] = False
-        self._cancel_timer(side)
-        other = side.other
-        if not self.got_close[side]:
-            self._end_drop(side, "dropped:")
-            if self.got_close[other]:
-                self._done(other)  # it waited for an answer that will not come
+        leg.alive = False
+        leg.cancel_timer()
+        peer = leg.peer
+        if not leg.got_close:
+            self._end_drop(leg, "dropped:")
+            if peer.got_close:
+                self._done(peer)  # it waited for an answer that will not come
             else:
-                self._send_close(other, _close_frame(1011, f"{_who(side)} drop",
-                                                     other is Side.SERVER), False)
-        if not any(self.alive.values()):
+                self._send_close(peer, _close_frame(1011, f"{leg.who} drop",
+                                                    peer.side is Side.SERVER), False)
+        if not peer.alive:
             self._finish()
 
-    def _no_answer(self, side: Side) -> None:
-        self.timers.pop(side, None)
-        if self.alive[side] and not self.got_close[side]:
-            self._end_drop(side, "no close answer from")
-            self._drop_leg(side)
+    def _no_answer(self, leg: _Leg) -> None:
+        leg.timer = None
+        if leg.alive and not leg.got_close:
+            self._end_drop(leg, "no close answer from")
+            self._drop(leg)
 
-    def _end_drop(self, side: Side, how: str) -> None:
+    def _end_drop(self, leg: _Leg, how: str) -> None:
         if not self.over:
-            self.record.drop(side)
-            self.how = self.how or f"{how} {_who(side)}"
+            self.record.drop(leg.side)
+            self.how = self.how or f"{how} {leg.who}"
         self.over = True
 
-    def _done(self, side: Side) -> None:
-        """A close frame went each way on ``side``'s leg: hang up (after what is queued)."""
-        self._cancel_timer(side)
-        transport = self.transports[side]
-        if self._open(side):
-            transport.close()
-        elif side in self._ended:
-            self.lost(side)
+    def _done(self, leg: _Leg) -> None:
+        """A close frame went each way on ``leg``: hang up (after what is queued)."""
+        leg.cancel_timer()
+        if leg.open:
+            leg.transport.close()
+        elif leg.ended:
+            self.lost(leg)
 
-    def _drop_leg(self, side: Side) -> None:
-        if self._open(side):
-            self.transports[side].abort()
-        self.lost(side)
-
-    def _cancel_timer(self, side: Side) -> None:
-        timer = self.timers.pop(side, None)
-        if timer is not None:
-            timer.cancel()
+    def _drop(self, leg: _Leg) -> None:
+        if leg.open:
+            leg.transport.abort()
+        self.lost(leg)
 
     def _finish(self) -> None:
         if self.finished.is_set():
             return
-        for side in Side:
-            self._cancel_timer(side)
+        for leg in self.legs.values():
+            leg.cancel_timer()
         self.record.end()
         self._release()
         self.finished.set()
@@ -339,7 +323,8 @@ class FastLink:
     async def shutdown(self) -> None:
         """Close both legs with 1001 (the proxy is stopping) and note it in the recording; a
         connection already closing gets ``close_timeout`` to finish first."""
-        if any(self.got_close.values()) and not self.over:
+        legs = self.legs.values()
+        if any(leg.got_close for leg in legs) and not self.over:
             try:
                 await asyncio.wait_for(self.finished.wait(), self.close_timeout)
                 return
@@ -349,11 +334,16 @@ class FastLink:
             self.record.note("recording stopped: both legs closed with 1001")
             self.over = True
             self.how = "stopped (1001)"
-        for side in Side:
-            self._send_close(side, _close_frame(1001, "wsreplay record stopped",
-                                                side is Side.SERVER), False)
+        for leg in legs:
+            self._send_close(leg, _close_frame(1001, "wsreplay record stopped",
+                                               leg.side is Side.SERVER), False)
         try:
             await asyncio.wait_for(self.finished.wait(), self.close_timeout)
         except asyncio.TimeoutError:
-            for side in Side:
-                self._drop_leg(side)
+            for leg in legs:
+                self._drop(leg)
+
+
+def _then(send: Callable[[bytes], None], data: bytes, then: Callable[[], None]) -> None:
+    send(data)
+    then()

@@ -35,6 +35,11 @@ class Sink:
     ``submit`` appends big texts from a writer thread (the write costs more than the hand-over,
     and the event loop goes on meanwhile); the caller awaits the future it returns before
     acting on what was written. Writes are applied in the order they were asked for.
+
+    Group commit: while :attr:`group` is set, ``submit`` only queues its text; what the
+    event loop's callbacks queued in one turn goes out in one write at the end of it, and
+    :meth:`after` runs a callback once everything queued before it is in the file (the
+    proxy's fast path forwards that way, paying one write for many messages).
     """
 
     broken = False  # a write failed: the recorder writes nothing more here
@@ -54,6 +59,15 @@ class Sink:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closing = False
+        self.group = False  # submit() queues for the group write (see the class docstring)
+        self._grouped: list[bytes] = []  # texts queued, to be written at _grouped_at
+        self._grouped_at = 0
+        self.backlog = 0  # bytes queued for the group write or the writer thread
+        # Writes are numbered: _gen the last one asked for, _done_gen the last one done;
+        # callbacks wait in order for the write that was last when they came.
+        self._gen = self._done_gen = 0
+        self._callbacks: deque = deque()  # (write number, callback, args)
+        self._loop: asyncio.AbstractEventLoop | None = None
         # The file appears (never replacing one) only once its header is in: a hidden
         # temporary name, then a hard link to the real one.
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
@@ -75,6 +89,8 @@ class Sink:
         data = text if isinstance(text, bytes) else text.encode("utf-8")
         if not data:
             return
+        if self._grouped:
+            self.flush()
         self._drain()
         start = self._end
         self._write_at(data, start)
@@ -87,6 +103,11 @@ class Sink:
         be UTF-8 bytes already (a big binary message's line is built as bytes: no copies)."""
         data = text if isinstance(text, bytes) else text.encode("utf-8")
         size = len(data)
+        if self.group:
+            self._group(data)
+            return None
+        if self._grouped:
+            self.flush()
         if not self._queue and size < self.BACKGROUND:
             start = self._end
             if size:  # _write_at cuts a failed write back (a file size limit ends it midway)
@@ -98,15 +119,75 @@ class Sink:
         except RuntimeError:  # no event loop: write here and now
             self.append(text)
             return None
+        self._gen += 1
+        gen = self._gen
+        future.add_done_callback(lambda _: self._written_up_to(gen))
         with self._cond:
             self._queue.append((data, self._end, future))
+            self.backlog += len(data)
             self._end += len(data)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="wsreplay-writer",
-                                                daemon=True)
-                self._thread.start()
+            self._start_thread()
             self._cond.notify()
         return future
+
+    def _group(self, data: bytes) -> None:
+        if not self._grouped:
+            self._gen += 1
+            self._grouped_at = self._end
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self.flush)
+        self._grouped.append(data)
+        self.backlog += len(data)
+        self._end += len(data)
+
+    def after(self, callback, *args) -> None:
+        """Run ``callback(*args)`` once everything appended so far is in the file (or could
+        not be written): now, at the end of this event loop turn, or when the writer thread
+        is done. Callbacks run in the order they were given."""
+        if self._done_gen == self._gen and not self._callbacks:
+            callback(*args)
+        else:
+            self._callbacks.append((self._gen, callback, args))
+
+    def _written_up_to(self, gen: int) -> None:
+        self._done_gen = max(self._done_gen, gen)
+        callbacks = self._callbacks
+        while callbacks and callbacks[0][0] <= self._done_gen:
+            _, callback, args = callbacks.popleft()
+            callback(*args)
+
+    def flush(self) -> None:
+        """Write what the group holds (called at the end of the loop turn it was queued in,
+        and before any other write)."""
+        if not self._grouped:
+            return
+        data = b"".join(self._grouped) if len(self._grouped) > 1 else self._grouped[0]
+        start, gen = self._grouped_at, self._gen
+        self._grouped = []
+        if not self.broken and (self._queue or len(data) >= self.BACKGROUND):
+            future = self._loop.create_future()
+            future.add_done_callback(lambda _: self._written_up_to(gen))
+            with self._cond:  # stays in the backlog until the thread has written it
+                self._queue.append((data, start, future))
+                self._start_thread()
+                self._cond.notify()
+            return
+        self.backlog -= len(data)
+        if not self.broken:
+            try:
+                self._write_at(data, start)
+            except OSError as exc:
+                self.broken = True
+                if self.on_error is not None:
+                    self.on_error(exc)
+        self._written_up_to(gen)
+
+    def _start_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="wsreplay-writer",
+                                            daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
         while True:
@@ -131,10 +212,18 @@ class Sink:
                 self._cond.notify_all()
             loop = batch[0][2].get_loop()
             try:
-                loop.call_soon_threadsafe(_written, [item[2] for item in batch], error,
-                                          self.on_error)
+                loop.call_soon_threadsafe(self._written, [item[2] for item in batch],
+                                          sum(len(item[0]) for item in batch), error)
             except RuntimeError:  # the loop is closed: nobody waits any more
                 pass
+
+    def _written(self, futures: list, size: int, error: OSError | None) -> None:
+        self.backlog -= size  # here, on the loop's thread, which alone changes it
+        for future in futures:
+            if not future.done():
+                future.set_result(None)
+        if error is not None and self.on_error is not None:
+            self.on_error(error)
 
     def _drain(self) -> None:
         with self._cond:
@@ -211,7 +300,9 @@ class Sink:
                 view, offset = view[done:], offset + done
 
     def close(self) -> None:
-        """Finish the background writes, then close the file."""
+        """Finish the group and background writes, then close the file."""
+        if self._grouped and self._fd is not None:
+            self.flush()
         with self._cond:
             self._closing = True
             self._cond.notify_all()
@@ -222,22 +313,19 @@ class Sink:
             self._fd = None
 
 
-def _written(futures: list, error: OSError | None, on_error) -> None:
-    for future in futures:
-        if not future.done():
-            future.set_result(None)
-    if error is not None and on_error is not None:
-        on_error(error)
-
-
 class _Unwritten:
     """Stands in for a file that could not be created: takes nothing."""
 
     broken = True
+    group = False
+    backlog = 0
 
     def __init__(self, path: Path, t0: float):
         self.path, self.t0 = path, t0
         self.names: dict[tuple[str, str], str] = {}
+
+    def after(self, callback, *args) -> None:
+        callback(*args)
 
     def append(self, text: str | bytes) -> None:
         pass
