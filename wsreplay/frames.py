@@ -107,6 +107,8 @@ class FrameReader:
                 if n - pos < 10:
                     return -(pos + 10)
                 length, head = int.from_bytes(data[head:head + 8], "big"), head + 8
+                if length >> 63:
+                    return self._fail(1002, "frame length with its most significant bit set")
         if b1 & 0x80 != self._mask:
             return self._fail(1002, "unmasked frame from the client" if self._mask
                               else "masked frame from the server")

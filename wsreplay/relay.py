@@ -271,6 +271,9 @@ class FastLink:
 
     def lost(self, leg: _Leg) -> None:
         """``leg``'s TCP connection ended."""
+        if leg.held is not None:  # not started: what it sent first comes first (start())
+            leg.ended = True
+            return
         if not leg.alive:
             return
         leg.alive = False
