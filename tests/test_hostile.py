@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import ssl
 import struct
@@ -30,7 +31,7 @@ from wsreplay import model as m
 
 from .conftest import T
 from .faultkit import figure, record_args
-from .hostilekit import (UPGRADE, Served, check_answer, client_frame, exchange, fd_count,
+from .hostilekit import (KEY, UPGRADE, Served, check_answer, client_frame, exchange, fd_count,
                          self_signed, wait_fds)
 from .record_helpers import aiohttp_peer, load
 
@@ -109,6 +110,8 @@ def test_malformed_handshakes_get_an_http_error_or_a_clean_close(served):
     @given(malformed_handshakes(), st.booleans())
     @example(NOT_UTF8, False)  # once a 500 from the proxy, and a leaked upstream connection
     @example(NOT_UTF8_CONNECTION, False)  # aiohttp's own check failed with a 500 (record, serve)
+    @example(KEY_80, False)  # a 500 too (base64 refuses a key that is not ASCII)
+    @example(UPGRADE.replace(b"HTTP/1.1", b"HTTP/2.0", 1), False)  # got "HTTP/2.0 101"
     def one(data, reset):
         attack(served, data, reset)
 
@@ -116,10 +119,55 @@ def test_malformed_handshakes_get_an_http_error_or_a_clean_close(served):
     after_the_attack(served, "malformed handshakes")
 
 
-@pytest.mark.parametrize("version", [b"1.0", b"0.9"])  # bug H4: they got "HTTP/1.0 101"
-def test_an_upgrade_below_http_1_1_is_refused(served, version):
-    answer, _ = exchange(served.port, UPGRADE.replace(b"HTTP/1.1", b"HTTP/" + version))
-    assert check_answer(answer) == 400
+def refused_quietly(served: Served, data: bytes) -> int | None:
+    """Send ``data``; the status answered, after checking the process logged no traceback,
+    opened no upstream connection (record), still serves a good client and let go of every
+    connection."""
+    out, err = len(served.proc.lines), len(served.proc.stderr_lines)
+    answer, _ = exchange(served.port, data)
+    status = check_answer(answer)
+    assert served.serves_a_good_client()
+    assert wait_fds(served.pid, served.baseline) <= served.baseline
+    logged = served.proc.lines[out:] + served.proc.stderr_lines[err:]
+    assert not [line for line in logged if "Traceback" in line], served.proc.describe()
+    opened = [line for line in logged if re.match(r"c\d+ open ", line)]
+    assert len(opened) == (served.kind == "record"), logged  # the good client's only
+    return status
+
+
+# bug H4: they got "HTTP/1.0 101"; then HTTP/2.0 got "HTTP/2.0 101" (an HTTP/1 connection
+# carries no HTTP/2 request)
+@pytest.mark.parametrize("version", [b"1.0", b"0.9", b"2.0"])
+def test_an_upgrade_in_any_version_but_http_1_1_is_refused(served, version):
+    request = UPGRADE.replace(b"HTTP/1.1", b"HTTP/" + version, 1)
+    assert refused_quietly(served, request) == 400
+
+
+PARSER_REFUSES = [UPGRADE.replace(b"HTTP/1.1", b"HTTP/9.9", 1),
+                  UPGRADE.replace(b"\r\n\r\n", b"\r\nNoColon\r\n\r\n"),
+                  UPGRADE.replace(b"Host: 127.0.0.1", b"Host: a\x00b")]
+
+
+def test_a_request_the_http_parser_refuses_is_logged_in_one_line(served, request):
+    if served.kind == "record":  # docs/known-bugs.md, H5
+        request.applymarker(pytest.mark.xfail(strict=True, reason="H5: a traceback (record)"))
+    start = len(served.proc.stderr_lines)
+    for data in PARSER_REFUSES:
+        assert refused_quietly(served, data) == 400
+    logged = [line for line in served.proc.stderr_lines[start:] if "Error handling" in line]
+    assert len(logged) == len(PARSER_REFUSES), logged
+
+
+KEY_80 = UPGRADE.replace(b"Sec-WebSocket-Key: " + KEY.encode(), b"Sec-WebSocket-Key: \x80")
+
+
+# a key that is not ASCII made base64 fail inside aiohttp's check: a 500 and a traceback
+@pytest.mark.parametrize("key", [b"\x80", KEY.encode()[:8] + b"\x80" + KEY.encode()[8:],
+                                 "clé".encode()], ids=["0x80", "0x80 inside", "utf-8"])
+def test_a_key_that_is_not_ascii_is_refused(served, key):
+    request = UPGRADE.replace(b"Sec-WebSocket-Key: " + KEY.encode(), b"Sec-WebSocket-Key: " + key)
+    assert request != UPGRADE
+    assert refused_quietly(served, request) == 400
 
 
 NOT_UTF8_CONNECTION = (b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"

@@ -31,7 +31,7 @@ from .messages import Request
 from .outcome import Failure, Result
 from .program import FAST, Timing
 from .replay import MAX_MESSAGE
-from .wire import GRACE, ServerWebSocket, Wire, upgrade_problem
+from .wire import GRACE, ServerLog, ServerWebSocket, Wire, upgrade_problem
 
 POLICY_VIOLATION = 1008
 
@@ -119,7 +119,8 @@ class MockServer:
         """Listen; :attr:`port` is known when this returns."""
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                                     logger=ServerLog())
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.host, self._port)
         await self._site.start()

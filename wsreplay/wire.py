@@ -11,10 +11,13 @@ so the engine sees the exact bytes. A close frame we send first goes out with
 from __future__ import annotations
 
 import asyncio
+import logging
 import zlib
 from typing import Any, Awaitable, Callable
 
-from aiohttp import ClientWebSocketResponse, WSMsgType, web
+from aiohttp import ClientWebSocketResponse, WSMsgType, hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.log import server_logger
 
 from .messages import Kind, Message
 
@@ -63,17 +66,41 @@ class ClientWebSocket(ClientWebSocketResponse):
 def upgrade_problem(request: web.BaseRequest, protocols: tuple[str, ...] = ()) -> str | None:
     """Why ``request`` is not an upgrade a shell can answer with 101, or None.
 
-    RFC 6455 4.1 wants HTTP/1.1 or newer (aiohttp would answer an HTTP/1.0 one
-    "HTTP/1.0 101"). aiohttp's own check fails with a 500 when a header it quotes back holds a
-    byte that is not UTF-8, so that case is answered here as the malformed request it is."""
-    if request.version < (1, 1):
+    The request must be HTTP/1.1 exactly: RFC 6455 4.1 says "1.1 or higher", but an
+    "HTTP/2.0" request line on an HTTP/1 connection is no HTTP/2 request; aiohttp would answer
+    it "HTTP/2.0 101" (and an HTTP/1.0 one "HTTP/1.0 101"). aiohttp's own check fails with a
+    500 on a header byte that is not UTF-8 (one it quotes back) or a Sec-WebSocket-Key that is
+    not ASCII (base64 refuses it), so those are answered here as the malformed requests they
+    are."""
+    if request.version != (1, 1):
         return "WebSocket needs HTTP/1.1"
+    if not request.headers.get(hdrs.SEC_WEBSOCKET_KEY, "").isascii():
+        return "Sec-WebSocket-Key is not base64"
     try:
         if web.WebSocketResponse(protocols=protocols).can_prepare(request):
             return None
-    except UnicodeError:
+    except UnicodeError:  # a header aiohttp quotes back is not UTF-8
         return "a handshake header is not UTF-8"
+    except ValueError:  # any other header aiohttp cannot read: the client's fault, not a 500
+        return "a malformed handshake header"
     return "not a valid WebSocket upgrade request"
+
+
+class ServerLog(logging.LoggerAdapter):
+    """aiohttp's server logger (pass it as ``logger`` to the ``AppRunner``), telling a request
+    aiohttp's HTTP parser refused (answered 400 by aiohttp itself) in one warning line, not
+    a traceback, so a broken or hostile client cannot fill the log with them. Any other
+    failure keeps its traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(server_logger, {})
+
+    def exception(self, msg: Any, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            why = " ".join(str(exc_info.message).split())[:200]
+            self.warning(f"{msg}: %s", *args, why, **kwargs)
+        else:
+            super().exception(msg, *args, exc_info=exc_info, **kwargs)
 
 
 def _is_utf8(data: bytes) -> bool:
