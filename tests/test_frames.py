@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import struct
+import zlib
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.compliance.frames import BINARY, CLOSE, CONT, PING, PONG, TEXT, Frame
-from wsreplay.frames import FrameReader
+from wsreplay.frames import Deflate, FrameReader, agreed_deflate
 
 MiB = 1 << 20
 
@@ -133,3 +134,76 @@ def test_a_close_frame_ends_the_reading_and_what_follows_is_ignored():
     assert items == [(CLOSE, (None, ""))] and reader.error is None
     assert covered == server(Frame(CLOSE))
     assert reader.feed(server(Frame(TEXT, b"more"))) == (server(Frame(TEXT, b"more")), [])
+
+
+# --- permessage-deflate, agreed by the peers and passed through -----------------------------
+
+def deflated(data: bytes, compressor) -> bytes:
+    out = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+@pytest.mark.parametrize("answer,expected", [
+    ("", None),
+    ("permessage-deflate", Deflate()),
+    ("permessage-deflate; client_max_window_bits=12; server_no_context_takeover",
+     Deflate(server_no_context_takeover=True)),
+    ('PerMessage-Deflate; client_no_context_takeover; server_max_window_bits="10"',
+     Deflate(client_no_context_takeover=True)),
+])
+def test_the_agreed_deflate_is_read_from_the_servers_answer(answer, expected):
+    assert agreed_deflate(answer) == expected
+
+
+@pytest.mark.parametrize("answer", [
+    "x-webkit-deflate-frame", "permessage-deflate, permessage-deflate",
+    "permessage-deflate; unknown_param", "permessage-deflate; server_max_window_bits=ten",
+    "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+])
+def test_an_answer_the_reader_could_not_follow_is_refused(answer):
+    with pytest.raises(ValueError):
+        agreed_deflate(answer)
+
+
+@pytest.mark.parametrize("reset", [False, True])
+def test_compressed_messages_are_inflated_in_the_senders_context(reset):
+    compressor = zlib.compressobj(wbits=-15)
+    texts = [b"hello hello hello", b"hello hello hello again", b"plain", b"hello" * 50]
+    frames = []
+    for i, text in enumerate(texts):
+        if text == b"plain":
+            frames.append(Frame(TEXT, text))  # an uncompressed message between compressed ones
+            continue
+        if reset:
+            compressor = zlib.compressobj(wbits=-15)
+        payload = deflated(text, compressor)
+        if i == 3:  # fragmented: RSV1 on the first frame only
+            frames += [Frame(TEXT, payload[:5], fin=False, rsv=4), Frame(CONT, payload[5:])]
+        else:
+            frames.append(Frame(TEXT, payload, rsv=4))
+    agreed = Deflate(server_no_context_takeover=reset)
+    reader = FrameReader(False, MiB, agreed)
+    chunk, items = reader.feed(server(*frames))
+    assert [p for op, p, _ in items if op] == texts and reader.error is None
+
+
+@pytest.mark.parametrize("frame,code", [
+    (Frame(PING, b"x", rsv=4), 1002),  # RSV1 on a control frame
+    (Frame(TEXT, b"\x01\x02\x03", rsv=4), 1007),  # not deflate data
+    (Frame(TEXT, b"x", rsv=2), 1002),  # RSV2 means nothing here either
+])
+def test_deflate_rules(frame, code):
+    reader, items, _ = read(frame.encode(mask=True))
+    assert reader.error is None or reader.error[0] == 1002  # no deflate: RSV1 is an error
+    reader = FrameReader(True, MiB, Deflate())
+    reader.feed(frame.encode(mask=True))
+    assert reader.error[0] == code
+
+
+def test_a_message_that_inflates_past_the_limit_fails_1009():
+    bomb = deflated(bytes(2000), zlib.compressobj(wbits=-15))
+    assert len(bomb) < 100
+    reader = FrameReader(True, 1000, Deflate())
+    reader.feed(Frame(BINARY, bomb, rsv=4).encode(mask=True))
+    assert reader.error == (1009, "message larger than 1000 bytes")

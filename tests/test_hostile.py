@@ -148,9 +148,7 @@ PARSER_REFUSES = [UPGRADE.replace(b"HTTP/1.1", b"HTTP/9.9", 1),
                   UPGRADE.replace(b"Host: 127.0.0.1", b"Host: a\x00b")]
 
 
-def test_a_request_the_http_parser_refuses_is_logged_in_one_line(served, request):
-    if served.kind == "record":  # docs/known-bugs.md, H5
-        request.applymarker(pytest.mark.xfail(strict=True, reason="H5: a traceback (record)"))
+def test_a_request_the_http_parser_refuses_is_logged_in_one_line(served):
     start = len(served.proc.stderr_lines)
     for data in PARSER_REFUSES:
         assert refused_quietly(served, data) == 400

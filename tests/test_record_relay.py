@@ -10,9 +10,11 @@ import contextlib
 import os
 import struct
 
+import pytest
+
 from .compliance.frames import BINARY, CLOSE, CONT, PING, TEXT, Frame, accept_key
 from .conftest import T
-from .record_helpers import events, load, record, settled  # noqa: F401
+from .record_helpers import events, load, record, settled, websockets_echo  # noqa: F401
 
 BYE = struct.pack("!H", 1000) + b"bye"
 
@@ -162,3 +164,57 @@ async def test_an_upstream_that_speaks_and_hangs_up_at_once_is_recorded_whole(re
     rest = body[len(Frame(TEXT, b"bye now").encode(mask=False)):]
     assert rest == b"\x88\x0f\x03\xf3upstream drop"  # close 1011, then the hang-up
     assert events(load(proxy.recorder.path)) == [("<", ("text", b"bye now")), ("<", ("drop",))]
+
+
+# --- permessage-deflate: agreed end to end, frames passed through ----------------------------
+
+OFFERS = [
+    "permessage-deflate; client_max_window_bits",  # what browsers send
+    "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+    "x-webkit-deflate-frame, permessage-deflate",  # an extension the proxy leaves out
+]
+
+
+async def upgrade_answer(port: int, offer: str) -> str:
+    """The Sec-WebSocket-Extensions a server at ``port`` answers to ``offer``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                     f"Sec-WebSocket-Extensions: {offer}\r\n\r\n".encode())
+        head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), T)).decode()
+        assert head.startswith("HTTP/1.1 101"), head
+        return next((line.split(":", 1)[1].strip() for line in head.split("\r\n")
+                     if line.lower().startswith("sec-websocket-extensions:")), "")
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("offer", OFFERS)
+async def test_the_client_gets_the_upstreams_own_deflate_answer_and_messages_pass(record, offer):
+    from websockets.asyncio.client import connect
+    from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+
+    async with websockets_echo() as port:
+        proxy = await record(f"ws://127.0.0.1:{port}")
+        direct = await upgrade_answer(port, offer.split(", ")[-1])
+        assert direct.startswith("permessage-deflate")
+        assert await upgrade_answer(proxy.port, offer) == direct  # the same agreement
+        no_takeover = "no_context_takeover" in offer
+        factory = ClientPerMessageDeflateFactory(
+            server_no_context_takeover=no_takeover, client_no_context_takeover=no_takeover,
+            client_max_window_bits=True)
+        texts = ["héllo " * 40, "héllo " * 41, "x", "héllo " * 40]
+        async with connect(proxy.url, extensions=[factory], compression=None) as ws:
+            for text in texts:
+                await ws.send(text)
+                assert await asyncio.wait_for(ws.recv(), T) == text
+            await ws.send(os.urandom(3000))
+            await asyncio.wait_for(ws.recv(), T)
+        await settled(proxy)
+    recorded = events(load(proxy.recorder.path), "c2")  # c1: the upgrade_answer probe
+    assert [w for d, w in recorded if d == ">"][:4] == [("text", t.encode()) for t in texts]
+    assert [w for d, w in recorded if d == "<"][:4] == [("text", t.encode()) for t in texts]
+    conn = proxy.recorder.path.read_text().split("conn c2", 1)[1].split("\n@", 1)[0]
+    assert conn.endswith("\n  compress\n  expect compress")  # offered, and agreed

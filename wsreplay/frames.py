@@ -23,13 +23,15 @@ A frame that breaks the protocol stops the reader: the items before it are retur
 from __future__ import annotations
 
 import codecs
+import zlib
+from dataclasses import dataclass
 
 try:  # websockets' C helper; the pure-Python one is its fallback, never aiohttp's
     from websockets.speedups import apply_mask
 except ImportError:  # pragma: no cover - websockets built without its extension
     from websockets.utils import apply_mask
 
-__all__ = ["CONT", "FrameReader", "valid_close_code"]
+__all__ = ["CONT", "Deflate", "FrameReader", "agreed_deflate", "valid_close_code"]
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0, 1, 2, 8, 9, 10
 
@@ -40,15 +42,54 @@ def valid_close_code(code: int) -> bool:
     return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
+@dataclass(frozen=True)
+class Deflate:
+    """The permessage-deflate the peers agreed: whether each one starts every message with a
+    fresh compression context (its window size does not matter to an inflater)."""
+
+    server_no_context_takeover: bool = False
+    client_no_context_takeover: bool = False
+
+
+_DEFLATE_PARAMS = frozenset({"server_no_context_takeover", "client_no_context_takeover",
+                             "server_max_window_bits", "client_max_window_bits"})
+
+
+def agreed_deflate(answer: str) -> Deflate | None:
+    """The permessage-deflate a server's ``Sec-WebSocket-Extensions`` answer agrees to (None:
+    no extension); ValueError for anything else (another extension, an unknown or repeated
+    parameter), which a reader could not follow."""
+    if not answer.strip():
+        return None
+    extensions = [e for e in answer.split(",") if e.strip()]
+    name, *params = (p.strip() for p in extensions[0].split(";"))
+    if len(extensions) > 1 or name.lower() != "permessage-deflate":
+        raise ValueError(f"an extension wsreplay cannot read: {answer.strip()!r}")
+    seen = set()
+    for param in params:
+        key, _, value = param.partition("=")
+        key, value = key.strip().lower(), value.strip().strip('"')
+        if key not in _DEFLATE_PARAMS or key in seen or (value and not value.isdigit()):
+            raise ValueError(f"a permessage-deflate parameter wsreplay cannot read: {param!r}")
+        seen.add(key)
+    return Deflate("server_no_context_takeover" in seen, "client_no_context_takeover" in seen)
+
+
 class FrameReader:
     """Frames from one peer. ``masked``: this peer is a client (its frames must be masked,
     a server's must not be); ``max_size``: the largest message (all its fragments) accepted,
-    a larger one fails with 1009 as soon as its header says so."""
+    a larger one fails with 1009 as soon as its header (or its inflated size) says so.
+    ``deflate``: the agreed permessage-deflate, if any."""
 
     __slots__ = ("_mask", "max_size", "error", "closed", "_left", "_need", "_op", "_parts",
-                 "_size", "_utf8")
+                 "_size", "_utf8", "_rsv", "_reset", "_zlib", "_compressed")
 
-    def __init__(self, masked: bool, max_size: int):
+    def __init__(self, masked: bool, max_size: int, deflate: Deflate | None = None):
+        self._rsv = 0x40 if deflate else 0  # RSV1 may start a message: it is compressed
+        self._reset = bool(deflate) and (deflate.client_no_context_takeover if masked
+                                         else deflate.server_no_context_takeover)
+        self._zlib = zlib.decompressobj(-15) if deflate else None
+        self._compressed = False  # the fragmented message in progress is
         self._mask = 0x80 if masked else 0
         self.max_size = max_size
         self.error: tuple[int, str] | None = None
@@ -130,15 +171,34 @@ class FrameReader:
             items.append((opcode, payload, end))
             return end
         if b0 & 0x80 and not self._op:  # the common case: a whole message in one frame
+            if b0 & 0x40:
+                payload = self._inflate(payload)
+                if payload is None:
+                    return _STOP
             items.append((opcode, payload, end))
             return end
-        return self._fragment(opcode, b0 & 0x80, payload, end, items)
+        return self._fragment(opcode, b0 & 0x80, b0 & 0x40, payload, end, items)
+
+    def _inflate(self, data: bytes) -> bytes | None:
+        """A compressed message's payload, inflated in its sender's context (None: failed)."""
+        if self._reset:
+            self._zlib = zlib.decompressobj(-15)
+        try:
+            out = self._zlib.decompress(data + b"\x00\x00\xff\xff", self.max_size + 1)
+        except zlib.error:
+            self._fail(1007, "invalid compressed data")
+            return None
+        if len(out) > self.max_size:
+            self._fail(1009, f"message larger than {self.max_size} bytes")
+            return None
+        return out
 
     def _check(self, b0: int, length: int) -> tuple[int, str] | None:
         """What is wrong with a frame, from its first byte and its length."""
         opcode = b0 & 0x0F
-        if b0 & 0x70:
-            return 1002, "reserved bits set with no extension negotiated"
+        if b0 & 0x70 and (b0 & 0x70 != self._rsv or opcode not in (TEXT, BINARY)):
+            return 1002, ("reserved bits set with no extension negotiated" if not self._rsv
+                          else "reserved bits permessage-deflate does not allow there")
         if opcode >= CLOSE:
             if opcode > PONG:
                 return 1002, f"unknown opcode {opcode}"
@@ -173,10 +233,13 @@ class FrameReader:
         self.closed = True
         return end
 
-    def _fragment(self, opcode: int, fin: int, payload: bytes, end: int, items: list) -> int:
+    def _fragment(self, opcode: int, fin: int, compressed: int, payload: bytes, end: int,
+                  items: list) -> int:
         if opcode:  # the first fragment
             self._op, self._parts, self._size = opcode, [payload], len(payload)
-            self._utf8 = codecs.getincrementaldecoder("utf-8")() if opcode == TEXT else None
+            self._compressed = bool(compressed)
+            self._utf8 = codecs.getincrementaldecoder("utf-8")() \
+                if opcode == TEXT and not compressed else None
         else:
             self._parts.append(payload)
             self._size += len(payload)
@@ -189,6 +252,10 @@ class FrameReader:
             items.append((CONT, None, end))
             return end
         message = b"".join(self._parts)
+        if self._compressed:
+            message = self._inflate(message)
+            if message is None:
+                return _STOP
         items.append((self._op, message, end))
         self._op, self._parts, self._size, self._utf8 = 0, [], 0, None
         return end

@@ -37,10 +37,12 @@ from aiohttp.http_websocket import WebSocketError
 from multidict import CIMultiDict
 from yarl import URL
 
+from .frames import Deflate, agreed_deflate
 from .model import Side
 from .recorder import BadText, ConnectionRecord, Handshake, Recorder, Summary
 from .relay import FastLink
-from .wire import ClientWebSocket, ServerWebSocket, failure_close, sendable, upgrade_problem
+from .wire import (ClientWebSocket, ServerLog, ServerWebSocket, failure_close, sendable,
+                   upgrade_problem)
 
 __all__ = ["ProxyConfig", "RecordingProxy", "parse_target"]
 
@@ -142,6 +144,14 @@ def _forwarded(headers, drop: frozenset[str]) -> list[tuple[str, str]]:
 def _offered_protocols(headers) -> tuple[str, ...]:
     return tuple(p.strip() for v in headers.getall("Sec-WebSocket-Protocol", ())
                  for p in v.split(",") if p.strip())
+
+
+def _deflate_offer(headers) -> str:
+    """The client's permessage-deflate offers, as it wrote them (any other extension it
+    offered is left out: the proxy could not read frames that used it)."""
+    return ", ".join(ext.strip() for v in headers.getall("Sec-WebSocket-Extensions", ())
+                     for ext in v.split(",")
+                     if ext.split(";")[0].strip().lower() == "permessage-deflate")
 
 
 def _offers_deflate(headers) -> bool:
@@ -475,8 +485,8 @@ class RecordingProxy:
     async def start(self) -> None:
         """Listen; raises OSError when the address is taken."""
         self._session = self._make_session()
-        server = web.Server(self._handle, access_log=None, max_line_size=1 << 16,
-                            max_field_size=1 << 16)
+        server = web.Server(self._handle, access_log=None, logger=ServerLog(),
+                            max_line_size=1 << 16, max_field_size=1 << 16)
         self._runner = web.ServerRunner(server, shutdown_timeout=self.config.close_timeout)
         await self._runner.setup()
         site = self._site = web.TCPSite(self._runner, self.config.host, self.config.port,
@@ -585,14 +595,17 @@ class RecordingProxy:
                        compress=_offers_deflate(request.headers))
         answer = _Answer()
         token = _ANSWER.set(answer)
-        # The fast path needs no extension on either leg: a client offering none gets none.
-        capture = _Capture() if self._fast and not hs.compress else None
+        # The fast path passes the client's permessage-deflate offer through and the
+        # upstream's answer back: both legs then agree the same, so frames go on as they came.
+        capture = _Capture() if self._fast else None
         capture_token = _CAPTURE.set(capture)
+        offer = _deflate_offer(request.headers) if capture else ""
         try:
             upstream = await asyncio.wait_for(self._session.ws_connect(
-                url, protocols=hs.protocols, headers=list(hs.headers),
-                compress=15 if hs.compress else 0, autoping=False, autoclose=False,
-                max_msg_size=cfg.max_size + 1, decode_text=False,
+                url, protocols=hs.protocols,
+                headers=[*hs.headers, *([("Sec-WebSocket-Extensions", offer)] if offer else [])],
+                compress=15 if hs.compress and not capture else 0, autoping=False,
+                autoclose=False, max_msg_size=cfg.max_size + 1, decode_text=False,
                 timeout=aiohttp.ClientWSTimeout(ws_close=cfg.close_timeout)), cfg.connect_timeout)
         except _Refused:
             return self._refused(hs, answer)
@@ -601,11 +614,19 @@ class RecordingProxy:
         finally:
             _ANSWER.reset(token)
             _CAPTURE.reset(capture_token)
+        if capture is None or not capture.installed:
+            hs = Handshake(hs.url, hs.headers, hs.protocols, hs.compress, 101, upstream.protocol,
+                           bool(upstream.compress), answer.headers)
+            return await self._relay(request, upstream, hs)
+        agreed = CIMultiDict(answer.headers).get("Sec-WebSocket-Extensions", "")
+        try:
+            deflate = agreed_deflate(agreed) if offer or agreed else None
+        except ValueError as exc:
+            await _release_upstream(upstream)
+            return self._unreachable(exc)
         hs = Handshake(hs.url, hs.headers, hs.protocols, hs.compress, 101, upstream.protocol,
-                       bool(upstream.compress), answer.headers)
-        if capture is not None and capture.installed:
-            return await self._relay_fast(request, upstream, hs, capture)
-        return await self._relay(request, upstream, hs)
+                       deflate is not None, answer.headers)
+        return await self._relay_fast(request, upstream, hs, capture, deflate, agreed)
 
     def _refused(self, hs: Handshake, answer: _Answer) -> web.Response:
         hs = Handshake(hs.url, hs.headers, hs.protocols, hs.compress, answer.status,
@@ -627,7 +648,9 @@ class RecordingProxy:
         status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
         return web.Response(status=status, text=f"wsreplay record: upstream failed: {why}\n")
 
-    def _client_leg(self, upstream, hs: Handshake) -> ServerWebSocket:
+    def _client_leg(self, upstream, hs: Handshake, extensions: str = "") -> ServerWebSocket:
+        """The client's leg, answered as the upstream answered (``extensions``: its
+        Sec-WebSocket-Extensions, passed through on the fast path)."""
         cfg = self.config
         client = ServerWebSocket(
             protocols=(upstream.protocol,) if upstream.protocol else (),
@@ -635,6 +658,8 @@ class RecordingProxy:
             max_msg_size=cfg.max_size + 1, decode_text=False, timeout=cfg.close_timeout)
         for key, value in _forwarded(CIMultiDict(hs.response_headers), HOP_BY_HOP | WS_LEG):
             client.headers.add(key, value)
+        if extensions:
+            client.headers["Sec-WebSocket-Extensions"] = extensions
         return client
 
     async def _record(self, upstream, hs: Handshake) -> ConnectionRecord:
@@ -659,13 +684,14 @@ class RecordingProxy:
         return await self._run(link, request, client)
 
     async def _relay_fast(self, request: web.BaseRequest, upstream, hs: Handshake,
-                          capture: _Capture):
+                          capture: _Capture, deflate: Deflate | None, extensions: str):
         """Both legs taken over before the client gets its 101 (nothing it sends then can
         reach aiohttp's reader); the link forwards once the 101 is out."""
         cfg = self.config
-        client = self._client_leg(upstream, hs)
+        client = self._client_leg(upstream, hs, extensions)
         record = await self._record(upstream, hs)
-        link = FastLink(record, cfg.max_size, cfg.close_timeout, lambda: _release_now(upstream))
+        link = FastLink(record, cfg.max_size, cfg.close_timeout, lambda: _release_now(upstream),
+                        deflate)
         link.attach(Side.SERVER, _upstream_transport(upstream), early=capture.take(),
                     ended=capture.eof)
         link.attach(Side.CLIENT, request.transport, request.protocol, _client_tail(request))

@@ -1,8 +1,10 @@
 """The recording proxy's fast path: both legs' sockets driven frame by frame, no aiohttp in
 between once the handshake is done.
 
-When neither leg negotiated an extension, every frame can go on as it came: a client's frames
-are masked as the upstream wants them, an upstream's are not, as the client wants them. So a
+The two peers agree their extensions end to end (the proxy passes a permessage-deflate offer
+and its answer through, and nothing else), so every frame can go on as it came: a client's
+frames are masked as the upstream wants them, an upstream's are not, as the client wants
+them, and compressed ones are compressed in the context the receiver keeps. So a
 :class:`FastLink` reads each leg's bytes with a :class:`~wsreplay.frames.FrameReader` (checking
 them as a receiver must), hands what they hold to the recorder, and writes the *same bytes* to
 the other leg: fragment boundaries and masks included, nothing decoded and re-encoded, no task
@@ -24,7 +26,7 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-from .frames import CLOSE, FrameReader
+from .frames import CLOSE, Deflate, FrameReader
 from .model import Side
 from .recorder import BadText, ConnectionRecord
 
@@ -121,11 +123,11 @@ class FastLink:
     returns when both legs are done. ``release`` frees the upstream leg at the end."""
 
     def __init__(self, record: ConnectionRecord, max_size: int, close_timeout: float,
-                 release: Callable[[], None]):
+                 release: Callable[[], None], deflate: Deflate | None = None):
         self.record, self.close_timeout, self._release = record, close_timeout, release
         self.sink = record.sink
-        client = _Leg(self, Side.CLIENT, FrameReader(True, max_size))
-        upstream = _Leg(self, Side.SERVER, FrameReader(False, max_size))
+        client = _Leg(self, Side.CLIENT, FrameReader(True, max_size, deflate))
+        upstream = _Leg(self, Side.SERVER, FrameReader(False, max_size, deflate))
         client.peer, upstream.peer = upstream, client
         self.legs = {Side.CLIENT: client, Side.SERVER: upstream}
         self.over = False  # the conversation has ended: record nothing more
@@ -253,7 +255,7 @@ class FastLink:
             if peer.got_close:
                 self._done(peer)
             return
-        reason = "invalid UTF-8" if code == 1007 else why[:100]
+        reason = why[:100]
         if not self.over:
             self.record.note(f"the {leg.who} broke the protocol ({why}): its leg closed "
                              f"with {code}, the {peer.who}'s with 1011")
