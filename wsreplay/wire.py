@@ -43,13 +43,33 @@ def failure_close(error: BaseException | None) -> tuple[int, bytes] | None:
 
 
 class ServerWebSocket(web.WebSocketResponse):
-    """aiohttp's server WebSocket, failing a connection with :func:`failure_close`'s code."""
+    """aiohttp's server WebSocket, failing a connection with :func:`failure_close`'s code, and
+    sending no second close frame after one that went out with ``send_frame``."""
+
+    close_frame_sent = False  # set by Wire: aiohttp does not know about such a frame
 
     async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
+        # aiohttp's receive() answers a protocol error with close(): once our close frame is
+        # out, RFC 6455 5.5.1 wants no other, so the connection just ends (bug B2)
+        if self.close_frame_sent and _hang_up(self):
+            return True
         failure = failure_close(self.exception()) if code == 1000 else None
         if failure:
             code, message = failure
         return await super().close(code=code, message=message, drain=drain)
+
+
+def _hang_up(ws: web.WebSocketResponse) -> bool:
+    """End ``ws``'s TCP connection with no close frame; False when this aiohttp lacks the two
+    (private) helpers that takes: then its own close() goes on."""
+    set_closed = getattr(ws, "_set_closed", None)
+    close_transport = getattr(ws, "_close_transport", None)
+    if set_closed is None or close_transport is None:
+        return False
+    if not ws.closed:
+        set_closed()
+        close_transport()
+    return True
 
 
 class ClientWebSocket(ClientWebSocketResponse):
@@ -174,7 +194,7 @@ class Wire:
         """Fail the connection: our close frame with ``code`` (unless one went already), then
         the TCP connection ends without waiting for an answer."""
         if not self.close_sent:
-            self.close_sent = True
+            self.close_sent = self.ws.close_frame_sent = True
             try:
                 await self.ws.send_frame(Message.close(code, reason).close_payload(),
                                          WSMsgType.CLOSE)
@@ -204,7 +224,7 @@ class Wire:
             self.close_sent = True
             await self.ws.close(code=msg.code, message=(msg.reason or "").encode())
             return
-        self.close_sent = True
+        self.close_sent = self.ws.close_frame_sent = True
         await self.ws.send_frame(msg.close_payload(), WSMsgType.CLOSE)
         if self.close_received:
             self._end_transport()

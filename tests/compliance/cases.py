@@ -24,8 +24,6 @@ KiB, MiB = 1 << 10, 1 << 20
 BYE = (1000, b"bye")
 # Known bugs (see docs/known-bugs.md), as (column, bug) pairs for Case.known.
 # B1 (a protocol error recorded with no word of what happened) is fixed.
-# B2 holds for the mock only: the proxy's fast path sends no second close frame.
-B2 = (("serve", "B2"),)
 MOCK_LIMIT = ("close 1008 *", "EOF")  # the mock's own limit is 16 MiB: it reads, then mismatches
 
 
@@ -372,7 +370,7 @@ def _closing() -> list[Case]:
              (Msg(TEXT, b"__close"), Wait(), Send(Frame(TEXT, b"x", rsv=RSV2))),
              client=('close 1000 "server"', "EOF"), server=('text "__close"', "*"),
              recorded=("conn", '> text "__close"', '< close 1000 "server"', "# c1: *"),
-             close=None, echo_close=False, known=B2),
+             close=None, echo_close=False),
     ]
 
 
