@@ -95,10 +95,26 @@ class _Leg(asyncio.Protocol):
     def open(self) -> bool:
         return self.alive and not self.ended
 
-    def send(self, data: bytes) -> None:
-        """Write to this leg, unless it is gone or has been sent a close frame."""
-        if data and self.alive and not self.sent_close and not self.ended:
+    @property
+    def may_send(self) -> bool:
+        """Whether frames may still go to this leg (it is there, and no close frame went)."""
+        return self.alive and not self.sent_close and not self.ended
+
+    def write(self, data: bytes) -> None:
+        """Put ``data`` on this leg's wire, if it is still there (called once what came
+        before is in the file: see :meth:`FastLink._commit`)."""
+        if data and self.alive and not self.ended:
             self.transport.write(data)
+
+    def write_eof(self) -> None:
+        if self.alive and not self.ended and self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    def hang_up(self) -> None:
+        if self.alive and not self.ended:
+            self.transport.close()
+        elif self.ended:
+            self.link.lost(self)
 
     def pause(self) -> None:
         """Stop reading this leg (the peer's buffer is full, or the disk is behind)."""
@@ -204,11 +220,12 @@ class FastLink:
                 then = lambda: self._broke(leg, 1007, "invalid UTF-8")  # noqa: E731
             finally:
                 sink.group = False
-        data = chunk if end == len(chunk) else chunk[:end]
-        if then is None:
-            sink.after(leg.peer.send, data)
-        else:
-            sink.after(_then, leg.peer.send, data, then)
+        # Whether the frames go on is decided now; everything the link does to a leg goes
+        # through sink.after, so it happens in the order it was decided, after the write.
+        if leg.peer.may_send:
+            sink.after(leg.peer.write, chunk if end == len(chunk) else chunk[:end])
+        if then is not None:
+            sink.after(then)
         if sink.backlog > BACKLOG:  # a slow disk: stop reading this leg until it catches up
             leg.pause()
             sink.after(leg.resume)
@@ -216,8 +233,8 @@ class FastLink:
     # --- closing -----------------------------------------------------------------------
 
     def _send_close(self, leg: _Leg, frame: bytes, passed: bool) -> None:
-        if leg.open and not leg.sent_close:
-            leg.transport.write(frame)
+        if leg.may_send:
+            self.sink.after(leg.write, frame)
             leg.sent_close, leg.passed = True, passed
             if not leg.got_close:
                 leg.timer = self._loop.call_later(self.close_timeout, self._no_answer, leg)
@@ -263,8 +280,7 @@ class FastLink:
             self.how = self.how or f"error ({leg.who})"
         self.over = True
         self._send_close(leg, _close_frame(code, reason, leg.side is Side.SERVER), False)
-        if leg.open and leg.transport.can_write_eof():  # done writing; it gets time to hang up
-            leg.transport.write_eof()
+        self.sink.after(leg.write_eof)  # done writing: it gets close_timeout to hang up
         if not peer.sent_close:
             self._send_close(peer, _close_frame(1011, f"{leg.who} error",
                                                 peer.side is Side.SERVER), False)
@@ -306,10 +322,7 @@ class FastLink:
     def _done(self, leg: _Leg) -> None:
         """A close frame went each way on ``leg``: hang up (after what is queued)."""
         leg.cancel_timer()
-        if leg.open:
-            leg.transport.close()
-        elif leg.ended:
-            self.lost(leg)
+        self.sink.after(leg.hang_up)
 
     def _drop(self, leg: _Leg) -> None:
         if leg.open:
@@ -348,7 +361,3 @@ class FastLink:
             for leg in legs:
                 self._drop(leg)
 
-
-def _then(send: Callable[[bytes], None], data: bytes, then: Callable[[], None]) -> None:
-    send(data)
-    then()
