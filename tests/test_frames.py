@@ -26,7 +26,7 @@ def server(*frames: Frame) -> bytes:
 def read(data: bytes, masked: bool = True, max_size: int = MiB, cuts=()):
     """Feed ``data`` cut at ``cuts``; the items (payloads as given) and the bytes they cover."""
     reader = FrameReader(masked, max_size)
-    items, covered, last = [], b"", 0
+    items, covered = [], b""
     for a, b in zip((0, *cuts), (*cuts, len(data))):
         chunk, got = reader.feed(data[a:b])
         items += [(op, payload) for op, payload, _ in got]

@@ -98,16 +98,17 @@ def _config(args) -> ProxyConfig:
                        allow_origins=tuple(args.allow_origin))
 
 
+def _echo(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
 def _recorder(args) -> Recorder:
     redaction = Redaction.build(args.redact_header, args.redact_query, args.redact_field,
                                 enabled=not args.no_redact, protocols=args.redact_protocol)
-    echo = None
-    if args.verbose:
-        def echo(text: str) -> None:
-            sys.stdout.write(text)
-            sys.stdout.flush()
     recorder = Recorder(output_path(args.out, args.split), split=args.split,
-                        redaction=redaction, source=args.target, echo=echo,
+                        redaction=redaction, source=args.target,
+                        echo=_echo if args.verbose else None,
                         on_error=lambda why: print(f"wsreplay record: error: {why}",
                                                    file=sys.stderr, flush=True))
     try:

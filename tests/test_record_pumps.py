@@ -1,0 +1,48 @@
+"""The proxy's aiohttp path (wsreplay/pumps.py), used only when the fast path cannot take the
+sockets over: the transparency tests of test_record_proxy.py run again on it (``fast=False``),
+so the fallback stays as good as it was."""
+
+from __future__ import annotations
+
+import pytest
+
+from wsreplay.proxy import ProxyConfig, RecordingProxy
+from wsreplay.recorder import Recorder, Redaction
+
+from .test_record_proxy import (  # noqa: F401  (collected again here, on this module's fixture)
+    test_a_burst_keeps_its_order_on_the_wire_and_in_the_file,
+    test_a_client_that_stops_reading_holds_the_server_back,
+    test_a_dropped_client_gets_the_upstream_leg_closed_promptly,
+    test_a_dropped_upstream_gives_the_client_1011_promptly,
+    test_client_close_code_and_reason_reach_the_server_and_back,
+    test_empty_close_frames_are_forwarded_without_a_code,
+    test_every_payload_kind_is_byte_exact_both_ways_and_in_the_file,
+    test_invalid_utf8_from_the_client_closes_it_1007_and_upstream_1011,
+    test_ping_and_pong_payloads_are_forwarded_both_ways,
+    test_server_close_code_and_reason_reach_the_client_and_back,
+    test_stopping_the_proxy_closes_both_legs_with_1001,
+)
+
+
+@pytest.fixture
+async def record(tmp_path):
+    """As tests/record_helpers.py's, with the fast path off."""
+    proxies: list[RecordingProxy] = []
+
+    async def start(target: str, *, split: bool = False, redaction: Redaction | None = None,
+                    **config) -> RecordingProxy:
+        recorder = Recorder(tmp_path / f"rec{len(proxies)}.wsr", split=split,
+                            redaction=redaction or Redaction(), source=target)
+        proxy = RecordingProxy(ProxyConfig(target, port=0, fast=False, **config), recorder)
+        await proxy.start()
+        proxies.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in proxies:
+        await proxy.stop()
+
+
+async def test_this_module_really_runs_the_aiohttp_path(record):
+    proxy = await record("ws://127.0.0.1:9")
+    assert proxy._fast is False
