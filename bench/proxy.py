@@ -8,6 +8,9 @@ server (a subprocess, aiohttp on uvloop); only what sits between them changes:
 * ``relay``: a plain aiohttp relay with no recording, for reference;
 * ``tcp``: a bare TCP relay (asyncio protocols, bytes in, bytes out, nothing parsed): the
   ceiling of any Python proxy on this machine;
+* ``tcp+file``: the same relay writing each chunk it reads to a file, base64 on a line (what a
+  recording of binary messages costs at the least: the size wsreplay writes, no parsing), before
+  forwarding it: the ceiling of any recorder writing such a file on this machine's disk;
 * ``mitmproxy``: ``mitmdump --mode reverse:http://...``, the tool users would otherwise pick.
 
 Rounds alternate the modes (rotating their order) and the medians are reported:
@@ -46,6 +49,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from pybase64 import b64encode
 
 try:
     import uvloop
@@ -55,7 +59,7 @@ except ImportError:  # pragma: no cover
 HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent
 MITMDUMP = os.environ.get("MITMDUMP") or shutil.which("mitmdump") or "/work/venv-mitm/bin/mitmdump"
-MODES = ("direct", "wsreplay", "relay", "tcp", "mitmproxy")
+MODES = ("direct", "wsreplay", "relay", "tcp", "tcp+file", "mitmproxy")
 
 
 def free_port() -> int:
@@ -113,7 +117,10 @@ async def _relay(target: str, request: web.BaseRequest) -> web.StreamResponse:
 
 
 class _Pipe(asyncio.Protocol):
-    """One side of the bare TCP relay: what it reads goes to ``peer``'s transport."""
+    """One side of the bare TCP relay: what it reads goes to ``peer``'s transport (after
+    going to the file ``fd`` as a base64 line, when there is one)."""
+
+    fd: int | None = None
 
     def __init__(self, peer: "_Pipe | None" = None):
         self.peer, self.transport, self.early = peer, None, []
@@ -124,17 +131,21 @@ class _Pipe(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.peer is None or self.peer.transport is None:
             self.early.append(data)
-        else:
-            self.peer.transport.write(data)
+            return
+        if self.fd is not None:
+            os.write(self.fd, b"".join((b"@0.000000 c1 > b64 ", b64encode(data), b"\n")))
+        self.peer.transport.write(data)
 
     def connection_lost(self, exc) -> None:
         if self.peer is not None and self.peer.transport is not None:
             self.peer.transport.close()
 
 
-async def _tcp_relay(port: int, target: str) -> None:
+async def _tcp_relay(port: int, target: str, out: str | None = None) -> None:
     host, _, upstream_port = target.split("//", 1)[1].partition(":")
     loop = asyncio.get_running_loop()
+    if out:
+        _Pipe.fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     class Downstream(_Pipe):
         def connection_made(self, transport) -> None:
@@ -154,9 +165,9 @@ async def _tcp_relay(port: int, target: str) -> None:
         await server.serve_forever()
 
 
-async def _serve(kind: str, port: int, target: str | None) -> None:
-    if kind == "tcp":
-        return await _tcp_relay(port, target)
+async def _serve(kind: str, port: int, target: str | None, *extra: str) -> None:
+    if kind in ("tcp", "tcp+file"):
+        return await _tcp_relay(port, target, *extra)
     if kind == "relay":
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
@@ -208,6 +219,9 @@ def start(mode: str, echo_port: int, workdir: Path, run: int) -> Process:
                 "--listen", f"127.0.0.1:{port}", "--out", str(out), "-q", "--max-size", "1MiB"]
     elif mode in ("relay", "tcp"):
         args = [python, str(HERE), "--serve", mode, str(port), f"ws://127.0.0.1:{echo_port}"]
+    elif mode == "tcp+file":
+        args = [python, str(HERE), "--serve", mode, str(port), f"ws://127.0.0.1:{echo_port}",
+                str(workdir / f"bench-{run}.wsr")]
     elif mode == "mitmproxy":
         args = [MITMDUMP, "--mode", f"reverse:http://127.0.0.1:{echo_port}", "--listen-host",
                 "127.0.0.1", "--listen-port", str(port), "-q"]
@@ -380,8 +394,8 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1,000 connections need fds
     run = uvloop.run if uvloop else asyncio.run
     if args.serve:
-        kind, port, *target = args.serve
-        run(_serve(kind, int(port), target[0] if target else None))
+        kind, port, *rest = args.serve
+        run(_serve(kind, int(port), *(rest or [None])))
     else:
         run(bench(args))
 
