@@ -125,6 +125,21 @@ def test_scenario_redacts_secrets_and_parses_back():
     assert parse(text) == scenario
 
 
+def test_scenario_redacts_a_bearer_token_subprotocol_as_the_recorder_does():
+    token = "ZXlKaGJHY2lPaUpTVXpJMU5pSjkuc2VjcmV0"
+    s = console.Session("ws://h/exec", protocols=(
+        "v4.channel.k8s.io", f"base64url.bearer.authorization.k8s.io.{token}"))
+    s.opened(f"base64url.bearer.authorization.k8s.io.{token}")
+    text = write(s.scenario())
+    assert token not in text
+    assert ("env C1_PROTOCOL\n@0.000 conn c1 ws://h/exec\n  protocol v4.channel.k8s.io "
+            "base64url.bearer.authorization.k8s.io.{{C1_PROTOCOL}}\n"
+            "  expect protocol base64url.bearer.authorization.k8s.io.{{C1_PROTOCOL}}\n") in text
+    assert parse(text) == s.scenario()
+    kept = write(s.scenario(Redaction(enabled=False)))
+    assert f"protocol v4.channel.k8s.io base64url.bearer.authorization.k8s.io.{token}" in kept
+
+
 def test_scenario_without_redaction_keeps_values():
     s = console.Session("ws://h/?token=abc", headers=(("Authorization", "Bearer s3cret"),))
     s.refused(401, "Unauthorized")
