@@ -323,6 +323,7 @@ async def bench(args) -> None:
         for rnd in range(args.rounds):
             order = modes[rnd % len(modes):] + modes[: rnd % len(modes)]
             for mode in order:
+                os.sync()  # no mode pays for the writeback of the one before
                 proc = None if mode == "direct" else start(mode, echo_port, workdir, rnd)
                 port = proc.port if proc else echo_port
                 pid = proc.popen.pid if proc else None
