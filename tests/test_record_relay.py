@@ -218,3 +218,14 @@ async def test_the_client_gets_the_upstreams_own_deflate_answer_and_messages_pas
     assert [w for d, w in recorded if d == "<"][:4] == [("text", t.encode()) for t in texts]
     conn = proxy.recorder.path.read_text().split("conn c2", 1)[1].split("\n@", 1)[0]
     assert conn.endswith("\n  compress\n  expect compress")  # offered, and agreed
+
+
+async def test_this_aiohttp_lends_what_the_fast_path_borrows(record):
+    """wsreplay/takeover.py's helpers work with the installed aiohttp; without them the proxy
+    would quietly fall back to the aiohttp path, so an upgrade that moves them fails here."""
+    async with raw_server() as server:
+        proxy = await record(f"ws://127.0.0.1:{server.port}")
+        assert proxy._fast is True
+        await raw_client(proxy.port, then=Frame(CLOSE, BYE).encode(mask=True))
+        await settled(proxy)
+    assert "c1: " not in proxy.recorder.path.read_text()  # no note: a plain close

@@ -400,7 +400,7 @@ class RecordingProxy:
         record = await self._record(upstream, hs)
         link = FastLink(record, cfg.max_size, cfg.close_timeout, lambda: release_now(upstream),
                         deflate)
-        link.attach(Side.SERVER, upstream_transport(upstream), early=capture.take(),
+        link.attach(Side.SERVER, upstream_transport(capture), early=capture.take(),
                     ended=capture.eof)
         link.attach(Side.CLIENT, request.transport, request.protocol, client_tail(request))
         try:

@@ -37,6 +37,7 @@ class Capture:
 
     installed = False
     eof = False
+    transport = None  # the upstream connection's, once installed
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
@@ -62,11 +63,11 @@ class UpstreamProtocol(ResponseHandler):
     """aiohttp's client protocol, with the WebSocket reader replaced by a :class:`Capture`
     for a connection made while one is set in ``CAPTURE``."""
 
-    def set_parser(self, parser, payload, data_received_cb=None) -> None:
+    def set_parser(self, parser, *args, **kwargs) -> None:
         capture = CAPTURE.get()
         if capture is not None:
-            capture.installed, parser = True, capture
-        super().set_parser(parser, payload, data_received_cb)
+            capture.installed, capture.transport, parser = True, self.transport, capture
+        super().set_parser(parser, *args, **kwargs)
 
 
 def capturing(connector: aiohttp.TCPConnector) -> bool:
@@ -79,9 +80,10 @@ def capturing(connector: aiohttp.TCPConnector) -> bool:
     return True
 
 
-def upstream_transport(ws: aiohttp.ClientWebSocketResponse):
-    connection = getattr(getattr(ws, "_response", None), "connection", None)
-    return None if connection is None else connection.transport
+def upstream_transport(capture: Capture):
+    """The upstream connection's transport (None if it is gone already)."""
+    transport = capture.transport
+    return None if transport is None or transport.is_closing() else transport
 
 
 def client_tail(request: web.BaseRequest) -> bytes:
