@@ -322,11 +322,14 @@ class RecordingProxy:
         finally:
             _ANSWER.reset(token)
             CAPTURE.reset(capture_token)
+        agreed = CIMultiDict(answer.headers).get("Sec-WebSocket-Extensions", "") if capture else ""
+        if capture is not None and not capture.installed and agreed:  # aiohttp read it all
+            await release_upstream(upstream)
+            return self._unreachable(ValueError("the fast path could not take the upstream over"))
         if capture is None or not capture.installed:
             hs = Handshake(hs.url, hs.headers, hs.protocols, hs.compress, 101, upstream.protocol,
                            bool(upstream.compress), answer.headers)
             return await self._relay(request, upstream, hs)
-        agreed = CIMultiDict(answer.headers).get("Sec-WebSocket-Extensions", "")
         try:
             deflate = agreed_deflate(agreed) if offer or agreed else None
         except ValueError as exc:
