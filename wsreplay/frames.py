@@ -114,8 +114,7 @@ class FrameReader:
             self._left += data
             if len(self._left) < self._need:
                 return b"", []
-            data = bytes(self._left)
-            self._left.clear()
+            data, self._left = self._left, bytearray()  # never changed again: no copy
         items: list[tuple] = []
         pos, n = 0, len(data)
         while pos < n:
@@ -161,9 +160,10 @@ class FrameReader:
         end = head + length
         if end > n:
             return -end
-        payload = data[head:end]
-        if self._mask and length:
-            payload = apply_mask(payload, data[head - 4:head])
+        if self._mask and length:  # unmasked straight from the chunk: one copy, not two
+            payload = apply_mask(memoryview(data)[head:end], data[head - 4:head])
+        else:
+            payload = data[head:end]
         opcode = b0 & 0x0F
         if opcode >= CLOSE:
             if opcode == CLOSE:

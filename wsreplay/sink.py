@@ -159,25 +159,30 @@ class Sink:
 
     def flush(self) -> None:
         """Write what the group holds (called at the end of the loop turn it was queued in,
-        and before any other write)."""
+        and before any other write): small texts joined into one write, big ones written
+        each from where it is (joining them would copy them all)."""
         if not self._grouped:
             return
-        data = b"".join(self._grouped) if len(self._grouped) > 1 else self._grouped[0]
-        start, gen = self._grouped_at, self._gen
+        items, start, gen = self._grouped, self._grouped_at, self._gen
         self._grouped = []
-        if not self.broken and (self._queue or len(data) >= self.BACKGROUND):
-            future = self._loop.create_future()
-            future.add_done_callback(lambda _: self._written_up_to(gen))
+        total = sum(map(len, items))
+        if len(items) > 1 and total < 1 << 16:
+            items = [b"".join(items)]
+        if not self.broken and (self._queue or total >= self.BACKGROUND):
+            futures = [self._loop.create_future() for _ in items]
+            futures[-1].add_done_callback(lambda _: self._written_up_to(gen))
             with self._cond:  # stays in the backlog until the thread has written it
-                self._queue.append((data, start, future))
+                for item, offset, future in zip(items, _offsets(items, start), futures):
+                    self._queue.append((item, offset, future))
                 self._start_thread()
                 self._cond.notify()
             return
-        self.backlog -= len(data)
+        self.backlog -= total
         if not self.broken:
             try:
-                self._write_at(data, start)
-            except OSError as exc:
+                for item, offset in zip(items, _offsets(items, start)):
+                    self._write_at(item, offset)
+            except OSError as exc:  # what was written before stays: whole steps
                 self.broken = True
                 if self.on_error is not None:
                     self.on_error(exc)
@@ -311,6 +316,14 @@ class Sink:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _offsets(items: list[bytes], start: int) -> list[int]:
+    offsets = []
+    for item in items:
+        offsets.append(start)
+        start += len(item)
+    return offsets
 
 
 class _Unwritten:
