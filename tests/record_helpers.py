@@ -189,24 +189,34 @@ async def until(predicate, timeout: float = T, what: str = "condition") -> None:
         await asyncio.sleep(0.01)
 
 
-@pytest.fixture
-async def record(tmp_path):
-    """A factory: ``await record(target, **config) -> RecordingProxy`` writing
-    ``tmp_path/recN.wsr`` (``proxy.recorder.path``); every proxy is stopped at the end."""
+@contextlib.asynccontextmanager
+async def recording_proxies(tmp_path, **defaults):
+    """A factory: ``await start(target, **config) -> RecordingProxy`` writing
+    ``tmp_path/recN.wsr`` (``proxy.recorder.path``), ``defaults`` under ``config``; every
+    proxy is stopped at the end."""
     proxies: list[RecordingProxy] = []
 
     async def start(target: str, *, split: bool = False, redaction: Redaction | None = None,
                     **config) -> RecordingProxy:
         recorder = Recorder(tmp_path / f"rec{len(proxies)}.wsr", split=split,
                             redaction=redaction or Redaction(), source=target)
-        proxy = RecordingProxy(ProxyConfig(target, port=0, **config), recorder)
+        proxy = RecordingProxy(ProxyConfig(target, port=0, **{**defaults, **config}), recorder)
         await proxy.start()
         proxies.append(proxy)
         return proxy
 
-    yield start
-    for proxy in proxies:
-        await proxy.stop()
+    try:
+        yield start
+    finally:
+        for proxy in proxies:
+            await proxy.stop()
+
+
+@pytest.fixture
+async def record(tmp_path):
+    """``await record(target, **config) -> RecordingProxy`` (see :func:`recording_proxies`)."""
+    async with recording_proxies(tmp_path) as start:
+        yield start
 
 
 async def settled(proxy: RecordingProxy) -> None:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from wsreplay.proxy import ProxyConfig, RecordingProxy
-from wsreplay.recorder import Recorder, Redaction
-
+from .record_helpers import recording_proxies
 from .test_record_proxy import (  # noqa: F401  (collected again here, on this module's fixture)
     test_a_burst_keeps_its_order_on_the_wire_and_in_the_file,
     test_a_client_that_stops_reading_holds_the_server_back,
@@ -27,20 +25,8 @@ from .test_record_proxy import (  # noqa: F401  (collected again here, on this m
 @pytest.fixture
 async def record(tmp_path):
     """As tests/record_helpers.py's, with the fast path off."""
-    proxies: list[RecordingProxy] = []
-
-    async def start(target: str, *, split: bool = False, redaction: Redaction | None = None,
-                    **config) -> RecordingProxy:
-        recorder = Recorder(tmp_path / f"rec{len(proxies)}.wsr", split=split,
-                            redaction=redaction or Redaction(), source=target)
-        proxy = RecordingProxy(ProxyConfig(target, port=0, fast=False, **config), recorder)
-        await proxy.start()
-        proxies.append(proxy)
-        return proxy
-
-    yield start
-    for proxy in proxies:
-        await proxy.stop()
+    async with recording_proxies(tmp_path, fast=False) as start:
+        yield start
 
 
 async def test_this_module_really_runs_the_aiohttp_path(record):

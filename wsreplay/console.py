@@ -25,6 +25,7 @@ from urllib.parse import unquote_plus
 import orjson
 
 from . import model as m
+from .frames import valid_close_code
 from .messages import Kind, Message
 from .recorder import (Redaction, binary_payload, env_name, escape_template,
                        text_payload)
@@ -138,11 +139,6 @@ def _ping(rest: str) -> Action:
     if len(data) > MAX_CONTROL:
         return Invalid(f"a ping payload is at most {MAX_CONTROL} bytes; nothing sent")
     return Send(Message.ping(data))
-
-
-def valid_close_code(code: int) -> bool:
-    """Whether an endpoint may put ``code`` in a close frame (RFC 6455 7.4)."""
-    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
 def _close(rest: str) -> Action:

@@ -26,6 +26,9 @@ import codecs
 import zlib
 from dataclasses import dataclass
 
+from websockets.exceptions import InvalidHeader
+from websockets.headers import parse_extension
+
 try:  # websockets' C helper; the pure-Python one is its fallback, never aiohttp's
     from websockets.speedups import apply_mask
 except ImportError:  # pragma: no cover - websockets built without its extension
@@ -58,21 +61,23 @@ _DEFLATE_PARAMS = frozenset({"server_no_context_takeover", "client_no_context_ta
 def agreed_deflate(answer: str) -> Deflate | None:
     """The permessage-deflate a server's ``Sec-WebSocket-Extensions`` answer agrees to (None:
     no extension); ValueError for anything else (another extension, an unknown or repeated
-    parameter), which a reader could not follow."""
+    parameter), which a reader could not follow. The header is parsed by ``websockets``."""
     if not answer.strip():
         return None
-    extensions = [e for e in answer.split(",") if e.strip()]
-    name, *params = (p.strip() for p in extensions[0].split(";"))
-    if len(extensions) > 1 or name.lower() != "permessage-deflate":
+    try:
+        extensions = parse_extension(answer)
+    except InvalidHeader as exc:
+        raise ValueError(f"a Sec-WebSocket-Extensions answer wsreplay cannot read: {exc}") \
+            from None
+    (name, params), *others = extensions
+    if others or name.lower() != "permessage-deflate":
         raise ValueError(f"an extension wsreplay cannot read: {answer.strip()!r}")
-    seen = set()
-    for param in params:
-        key, _, value = param.partition("=")
-        key, value = key.strip().lower(), value.strip().strip('"')
-        if key not in _DEFLATE_PARAMS or key in seen or (value and not value.isdigit()):
-            raise ValueError(f"a permessage-deflate parameter wsreplay cannot read: {param!r}")
-        seen.add(key)
-    return Deflate("server_no_context_takeover" in seen, "client_no_context_takeover" in seen)
+    keys = [key.lower() for key, _ in params]
+    for key, value in params:
+        if key.lower() not in _DEFLATE_PARAMS or keys.count(key.lower()) > 1 \
+                or (value is not None and not value.isdigit()):
+            raise ValueError(f"a permessage-deflate parameter wsreplay cannot read: {key!r}")
+    return Deflate("server_no_context_takeover" in keys, "client_no_context_takeover" in keys)
 
 
 class FrameReader:

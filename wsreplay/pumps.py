@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -18,8 +17,11 @@ from aiohttp.http_websocket import WebSocketError
 
 from .model import Side
 from .recorder import BadText, ConnectionRecord
+from .relay import Stopping
 from .takeover import queued, release_upstream
-from .wire import failure_close, sendable
+from .frames import valid_close_code
+from .messages import Message
+from .wire import failure_close
 
 if TYPE_CHECKING:
     from .proxy import RecordingProxy
@@ -40,11 +42,8 @@ def _who(side: Side) -> str:
     return "client" if side is Side.CLIENT else "upstream"
 
 
-def _close_payload(code: int, reason: str) -> bytes:
-    return b"" if not code else struct.pack("!H", code) + reason.encode("utf-8")
 
-
-class PumpLink:
+class PumpLink(Stopping):
     """One proxied WebSocket connection: the client leg, the upstream leg and their record.
 
     Life: two pumps run until one leg ends. A close frame is forwarded and the other pump goes
@@ -147,13 +146,14 @@ class PumpLink:
     async def _ended(self, side: Side, msg) -> str:
         if msg.type is WSMsgType.CLOSE:
             code, reason = msg.data or 0, msg.extra or ""
-            if code and not sendable(code):  # 1004-1006, 1015, <1000, >=5000: a protocol error
+            if code and not valid_close_code(code):  # 1004-1006, 1015, <1000, >=5000
                 return await self._broke(side, 1002, f"close code {code}", close=True)
             if not self.over:
                 self.record.close(side, code, reason)
             self.closing = True
+            frame = Message.close(code or None, reason).close_payload()
             try:
-                await self.legs[side.other].send_frame(_close_payload(code, reason), WSMsgType.CLOSE)
+                await self.legs[side.other].send_frame(frame, WSMsgType.CLOSE)
             except ConnectionError:
                 self._end_drop(side.other, "dropped:")
             return "close"
@@ -207,16 +207,10 @@ class PumpLink:
     async def shutdown(self) -> None:
         """Close both legs with 1001 (the proxy is stopping) and note it in the recording; a
         connection already closing gets ``close_timeout`` to finish first."""
-        if self.closing and not self.over:
-            try:
-                await asyncio.wait_for(self.finished.wait(), self.proxy.config.close_timeout)
-                return
-            except asyncio.TimeoutError:
-                pass
-        if not self.over:
-            self.record.note("recording stopped: both legs closed with 1001")
-            self.over = True
-            self.how = "stopped (1001)"
+        if self.closing and not self.over \
+                and await self.finished_within(self.proxy.config.close_timeout):
+            return
+        self.note_stopped()
         self.stopping = True
         await asyncio.gather(*(self._close_leg(side, 1001, "wsreplay record stopped")
                                for side in Side))

@@ -27,10 +27,11 @@ import asyncio
 from typing import Callable
 
 from .frames import CLOSE, Deflate, FrameReader
+from .messages import Message
 from .model import Side
 from .recorder import BadText, ConnectionRecord
 
-__all__ = ["FastLink"]
+__all__ = ["FastLink", "Stopping"]
 
 BACKLOG = 1 << 20  # bytes waiting to be written beyond which a leg's reading pauses
 
@@ -38,10 +39,30 @@ BACKLOG = 1 << 20  # bytes waiting to be written beyond which a leg's reading pa
 def _close_frame(code: int, reason: str, masked: bool) -> bytes:
     """A close frame from the proxy itself: masked (with a zero key, which RFC 6455 allows and
     which leaves the payload as it is) toward the upstream, plain toward the client."""
-    payload = code.to_bytes(2, "big") + reason.encode("utf-8")[:123]
+    payload = Message.close(code, reason).close_payload()[:125]
     if masked:
         return bytes((0x88, 0x80 | len(payload))) + b"\0\0\0\0" + payload
     return bytes((0x88, len(payload))) + payload
+
+
+class Stopping:
+    """How a link (this fast one, or :class:`wsreplay.pumps.PumpLink`) meets the proxy
+    stopping: one already closing gets ``close_timeout`` to finish on its own; the others'
+    recordings say both legs were closed with 1001. Needs ``record``, ``over``, ``how`` and
+    the ``finished`` event."""
+
+    async def finished_within(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self.finished.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def note_stopped(self) -> None:
+        if not self.over:
+            self.record.note("recording stopped: both legs closed with 1001")
+            self.over = True
+            self.how = "stopped (1001)"
 
 
 class _Leg(asyncio.Protocol):
@@ -98,20 +119,20 @@ class _Leg(asyncio.Protocol):
     @property
     def may_send(self) -> bool:
         """Whether frames may still go to this leg (it is there, and no close frame went)."""
-        return self.alive and not self.sent_close and not self.ended
+        return self.open and not self.sent_close
 
     def write(self, data: bytes) -> None:
         """Put ``data`` on this leg's wire, if it is still there (called once what came
         before is in the file: see :meth:`FastLink._commit`)."""
-        if data and self.alive and not self.ended:
+        if data and self.open:
             self.transport.write(data)
 
     def write_eof(self) -> None:
-        if self.alive and not self.ended and self.transport.can_write_eof():
+        if self.open and self.transport.can_write_eof():
             self.transport.write_eof()
 
     def hang_up(self) -> None:
-        if self.alive and not self.ended:
+        if self.open:
             self.transport.close()
         elif self.ended:
             self.link.lost(self)
@@ -133,7 +154,7 @@ class _Leg(asyncio.Protocol):
             self.timer = None
 
 
-class FastLink:
+class FastLink(Stopping):
     """One proxied connection on the fast path. Make it, hand each leg's transport to
     :meth:`attach` (with any bytes that came before), then :meth:`start`; ``await run()``
     returns when both legs are done. ``release`` frees the upstream leg at the end."""
@@ -342,22 +363,14 @@ class FastLink:
         """Close both legs with 1001 (the proxy is stopping) and note it in the recording; a
         connection already closing gets ``close_timeout`` to finish first."""
         legs = self.legs.values()
-        if any(leg.got_close for leg in legs) and not self.over:
-            try:
-                await asyncio.wait_for(self.finished.wait(), self.close_timeout)
-                return
-            except asyncio.TimeoutError:
-                pass
-        if not self.over:
-            self.record.note("recording stopped: both legs closed with 1001")
-            self.over = True
-            self.how = "stopped (1001)"
+        closing = any(leg.got_close for leg in legs) and not self.over
+        if closing and await self.finished_within(self.close_timeout):
+            return
+        self.note_stopped()
         for leg in legs:
             self._send_close(leg, _close_frame(1001, "wsreplay record stopped",
                                                leg.side is Side.SERVER), False)
-        try:
-            await asyncio.wait_for(self.finished.wait(), self.close_timeout)
-        except asyncio.TimeoutError:
+        if not await self.finished_within(self.close_timeout):
             for leg in legs:
                 self._drop(leg)
 

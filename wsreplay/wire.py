@@ -19,16 +19,11 @@ from aiohttp import ClientWebSocketResponse, WSMsgType, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.log import server_logger
 
+from .frames import valid_close_code
 from .messages import Kind, Message
 
 Deliver = Callable[[str, Message], Awaitable[None]]
 GRACE = 2.0  # seconds to wait for the peer's close frame once ours is out
-
-
-def sendable(code: int) -> bool:
-    """Whether a close code may go on the wire (RFC 6455 7.4: 1000-1003, 1007-1014 and
-    3000-4999; aiohttp lets 1006 and 5000+ through)."""
-    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
 def failure_close(error: BaseException | None) -> tuple[int, bytes] | None:
@@ -167,7 +162,7 @@ class Wire:
                 elif kind is WSMsgType.PONG:
                     await deliver(self.conn, Message.pong(msg.data))
                 elif kind is WSMsgType.CLOSE:
-                    if msg.data and not sendable(msg.data):  # RFC 6455 7.4: a protocol error
+                    if msg.data and not valid_close_code(msg.data):  # aiohttp lets 1006, 5000+ through
                         await self._fail(1002, f"close code {msg.data}")
                         await deliver(self.conn, Message.drop(
                             f"the peer sent close code {msg.data}, which no peer may send "
