@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsreplay import model as m
-from wsreplay.recorder import (HEX_MAX, OP_BINARY, OP_PING, OP_PONG, OP_TEXT, Handshake,
-                               Recorder, Redaction, binary_payload, text_payload)
+from wsreplay.payloads import HEX_MAX, binary_payload, text_payload
+from wsreplay.recorder import OP_BINARY, OP_PING, OP_PONG, OP_TEXT, Handshake, Recorder, Redaction
 from wsreplay.sink import Sink
 from wsreplay.writer import format_step
 

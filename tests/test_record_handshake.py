@@ -3,7 +3,6 @@ and a recording replayed against the server it was recorded from."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import stat
 

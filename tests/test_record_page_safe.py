@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from wsreplay import model as m
 from wsreplay.parser import parse
-from wsreplay.recorder import (OP_BINARY, OP_TEXT, Handshake, Recorder, Redaction, compact_json,
-                               json_template)
+from wsreplay.payloads import compact_json, json_template
+from wsreplay.recorder import OP_BINARY, OP_TEXT, Handshake, Recorder, Redaction
 from wsreplay.replay import replay_scenario
 from wsreplay.template import render_json_source
 

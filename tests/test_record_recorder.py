@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from wsreplay import model as m
 from wsreplay.parser import parse
-from wsreplay.recorder import (OP_BINARY, OP_PING, OP_PONG, OP_TEXT, BadText, Handshake,
-                               Recorder, Redaction, Sink, escape_template, json_template)
+from wsreplay.payloads import BadText, escape_template, json_template
+from wsreplay.recorder import (OP_BINARY, OP_PING, OP_PONG, OP_TEXT, Handshake, Recorder, Redaction,
+                               Sink)
 from wsreplay.template import render_json_source, render_text, text_pattern
 
 from .record_helpers import PAGE, TracingSink, states_after_cuts

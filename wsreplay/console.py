@@ -27,8 +27,8 @@ import orjson
 from . import model as m
 from .frames import valid_close_code
 from .messages import Kind, Message
-from .recorder import (Redaction, binary_payload, env_name, escape_template,
-                       text_payload)
+from .payloads import binary_payload, escape_template, text_payload
+from .recorder import Redaction, env_name
 from .writer import format_event
 
 MAX_CONTROL = 125  # a ping's payload, RFC 6455 5.5

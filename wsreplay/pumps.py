@@ -16,7 +16,8 @@ from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
 
 from .model import Side
-from .recorder import BadText, ConnectionRecord
+from .payloads import BadText
+from .recorder import ConnectionRecord
 from .relay import Stopping
 from .takeover import queued, release_upstream
 from .frames import valid_close_code

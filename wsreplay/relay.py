@@ -29,7 +29,8 @@ from typing import Callable
 from .frames import CLOSE, Deflate, FrameReader
 from .messages import Message
 from .model import Side
-from .recorder import BadText, ConnectionRecord
+from .payloads import BadText
+from .recorder import ConnectionRecord
 
 __all__ = ["FastLink", "Stopping"]
 

@@ -1,0 +1,167 @@
+"""Payloads as the language writes them: observed message bytes → ``text``, ``json`` or binary
+payloads whose templates stand for exactly those bytes.
+
+Everything that turns recorded text into template text goes through :func:`escape_template`
+(text, URLs, header values) and :func:`json_template` (JSON payloads): a literal ``{{`` becomes
+``{{'{{'}}`` and a JSON string value starting with ``#`` gets its ``#`` doubled, so a recorded
+message is never read back as a placeholder or a marker. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+import orjson
+
+from . import model as m
+
+HEX_MAX = 64  # binary messages up to this size are written in hex, larger ones in base64
+
+
+# --- template escaping (the one place that knows it) ----------------------------------------
+
+_PLACEHOLDER_ESCAPE = "{{'{{'}}"
+
+
+def escape_template(text: str) -> str:
+    """``text`` as a template that stands for exactly ``text``: every ``{{`` escaped."""
+    return text.replace("{{", _PLACEHOLDER_ESCAPE) if "{{" in text else text
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+# A raw JSON string token that might decode to something needing an escape.
+_MAYBE_SPECIAL = re.compile(r'^"(?:#|\\u0023)|\{\{|\\u007[bB]')
+_ESCAPED_SPECIAL = re.compile(r"\\u00(?:23|7[bB])")
+_JSON_WS = " \t\r\n"
+
+
+def json_template(source: str, secret: Callable[[str, str], str] | None = None,
+                  fields: frozenset[str] = frozenset()) -> str:
+    """JSON text → the same JSON as a ``json`` payload template.
+
+    String values starting with ``#`` get the ``#`` doubled (a literal, not a marker), ``{{``
+    inside string values is escaped, and the string value of any object key in ``fields``
+    becomes ``"{{NAME}}"`` with ``NAME = secret(key, value)``. Everything else keeps its exact
+    bytes. ``source`` must be valid JSON.
+    """
+    if "#" not in source and "{{" not in source and not _ESCAPED_SPECIAL.search(source) \
+            and not (fields and mentions(source, fields)):
+        return source
+    out, last, key = [], 0, None
+    for match in _JSON_STRING.finditer(source):
+        start, end = match.span()
+        raw = match.group()
+        if _next_char(source, end) == ":":
+            key = orjson.loads(raw) if fields else None
+            continue
+        new = raw
+        if fields and key in fields and _prev_char(source, start) == ":":
+            assert secret is not None
+            new = '"{{' + secret(key, orjson.loads(raw)) + '}}"'
+        elif _MAYBE_SPECIAL.search(raw):
+            new = _escape_json_string(raw)
+        if new is not raw:
+            out += (source[last:start], new)
+            last = end
+    if not out:
+        return source
+    out.append(source[last:])
+    return "".join(out)
+
+
+_JSON_BLANKS = str.maketrans("", "", _JSON_WS)
+
+
+def compact_json(source: str) -> str:
+    """A JSON text, or a ``json`` template made from one, without the blanks between its
+    tokens: the same value (and placeholders) on one line. String values, numbers and
+    placeholders keep their exact spelling."""
+    out, last = [], 0
+    for match in _JSON_STRING.finditer(source):
+        start, end = match.span()
+        out += (source[last:start].translate(_JSON_BLANKS), match.group())
+        last = end
+    out.append(source[last:].translate(_JSON_BLANKS))
+    return "".join(out)
+
+
+def _escape_json_string(raw: str) -> str:
+    value = orjson.loads(raw)
+    if "{{" in value:
+        if "\\u007" in raw.lower():  # a brace spelled as an escape: re-spell this one string
+            raw = orjson.dumps(value.replace("{{", _PLACEHOLDER_ESCAPE)).decode()
+        else:  # no escape produces a brace, so raw "{{" and decoded "{{" are the same ones
+            raw = raw.replace("{{", _PLACEHOLDER_ESCAPE)
+    if value.startswith("#"):
+        raw = '"#' + raw[1:]
+    return raw
+
+
+def mentions(source: str, fields: frozenset[str]) -> bool:
+    return any(f'"{name}"' in source for name in fields)
+
+
+def _next_char(text: str, i: int) -> str:
+    while i < len(text) and text[i] in _JSON_WS:
+        i += 1
+    return text[i] if i < len(text) else ""
+
+
+def _prev_char(text: str, i: int) -> str:
+    i -= 1
+    while i >= 0 and text[i] in _JSON_WS:
+        i -= 1
+    return text[i] if i >= 0 else ""
+
+
+# --- payloads ---------------------------------------------------------------------------
+
+class BadText(ValueError):
+    """A text message that is not valid UTF-8: ``index`` is its place in the batch;
+    ``pending`` what to await before forwarding the messages before it (or None)."""
+
+    def __init__(self, index: int, pending=None):
+        super().__init__("invalid UTF-8 in a text message")
+        self.index, self.pending = index, pending
+
+
+_JSON_START = frozenset(b'{["-0123456789tfn')
+# Characters that keep a JSON text from being recorded as ``json`` (the writer would have to
+# put them raw on a line): carriage returns; raw controls are invalid JSON anyway.
+_NOT_JSON_LINE = re.compile(r"[\r\x85\u2028\u2029]")
+
+
+def text_payload(data: bytes, secret: Callable[[str, str], str] | None = None,
+                 fields: frozenset[str] = frozenset()) -> m.Text | m.Json:
+    """The payload standing for exactly the UTF-8 text ``data``: JSON text as ``json``, other
+    text as ``text``, both as templates that render to the very same text (secrets in
+    ``fields`` redacted through ``secret``). Raises UnicodeDecodeError for other bytes."""
+    text = data.decode("utf-8")
+    if data and data[0] in _JSON_START and not text[-1].isspace() \
+            and not _NOT_JSON_LINE.search(text):
+        try:
+            orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            return m.Json(json_template(text, secret, fields))
+    return m.Text(escape_template(text))
+
+
+def binary_payload(data: bytes) -> m.Binary:
+    """A binary payload: ``hex`` up to 64 bytes, ``b64`` beyond."""
+    notation = m.BinaryNotation.HEX if len(data) <= HEX_MAX else m.BinaryNotation.B64
+    return m.Binary(bytes(data), notation)
+
+
+def one_line_payload(payload: m.Text | m.Json, data: bytes,
+                      fields: frozenset[str]) -> m.Text | m.Json:
+    """``payload`` (a text message: ``data``) to be written on one line: a fenced step longer
+    than a page could be cut between its lines by a kill, leaving a file that does not parse,
+    whereas the sink writes a line kill-safe. JSON holding a redacted field stays JSON, its
+    blanks left out (the same value, matched as JSON, the variables kept); other text is
+    quoted, exactly as recorded."""
+    if isinstance(payload, m.Json) and fields and mentions(payload.source, fields):
+        return m.Json(compact_json(payload.source))
+    return m.Text(escape_template(data.decode("utf-8")))
