@@ -136,8 +136,10 @@ async def _serve(kind: str, port: int, target: str, out: str) -> None:
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     probe = asyncio.create_task(_lag_probe())
     if kind == "wsreplay":
+        from wsreplay.commands.record import keep_freed_memory
         from wsreplay.proxy import ProxyConfig, RecordingProxy
         from wsreplay.recorder import Recorder
+        keep_freed_memory()  # as ``wsreplay record`` does at its start
         proxy = RecordingProxy(ProxyConfig(target, port=port), Recorder(Path(out), source=target))
         await proxy.start()
         print(f"listening on {port}", flush=True)

@@ -11,7 +11,15 @@ server (a subprocess, aiohttp on uvloop); only what sits between them changes:
 * ``tcp+file``: the same relay writing each chunk it reads to a file, base64 on a line (what a
   recording of binary messages costs at the least: the size wsreplay writes, no parsing), before
   forwarding it: the ceiling of any recorder writing such a file on this machine's disk;
+* ``socat``: ``socat`` relaying TCP (a relay written in C, forking per connection), when it is
+  installed (Debian's ``socat``): what a compiled relay does in the same place;
 * ``mitmproxy``: ``mitmdump --mode reverse:http://...``, the tool users would otherwise pick.
+
+And one row that relays nothing, ``disk``: a process that only appends the lines a recording of
+the 64 KiB load holds (two base64 lines per round trip, a megabyte per write) to a file in the
+recordings' folder, as fast as one core lets it. Its rate, in round trips per second, is the
+most any recorder writing such a file could reach on this machine's disk, whatever it did
+about the network.
 
 Rounds alternate the modes (rotating their order) and the medians are reported:
 
@@ -59,7 +67,7 @@ except ImportError:  # pragma: no cover
 HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent
 MITMDUMP = os.environ.get("MITMDUMP") or shutil.which("mitmdump") or "/work/venv-mitm/bin/mitmdump"
-MODES = ("direct", "wsreplay", "relay", "tcp", "tcp+file", "mitmproxy")
+MODES = ("direct", "wsreplay", "relay", "tcp", "tcp+file", "socat", "mitmproxy")
 
 
 def free_port() -> int:
@@ -165,6 +173,24 @@ async def _tcp_relay(port: int, target: str, out: str | None = None) -> None:
         await server.serve_forever()
 
 
+def _disk(folder: str, seconds: str) -> None:
+    """Append the lines of 64 KiB round trips to a file in ``folder`` for ``seconds``, a
+    megabyte per write; print the round trips per second that amounts to."""
+    line = b"".join((b"@0.000000 c1 > b64 ", b64encode(os.urandom(64 * 1024)), b"\n"))
+    batch, per = line * 12, 6  # 12 lines, 6 round trips, about 1 MiB
+    path = Path(folder) / "disk.wsr"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        done, started = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < float(seconds):
+            os.write(fd, batch)
+            done += per
+    finally:
+        os.close(fd)
+        path.unlink()
+    print(done / elapsed)
+
+
 async def _serve(kind: str, port: int, target: str | None, *extra: str) -> None:
     if kind in ("tcp", "tcp+file"):
         return await _tcp_relay(port, target, *extra)
@@ -222,6 +248,9 @@ def start(mode: str, echo_port: int, workdir: Path, run: int) -> Process:
     elif mode == "tcp+file":
         args = [python, str(HERE), "--serve", mode, str(port), f"ws://127.0.0.1:{echo_port}",
                 str(workdir / f"bench-{run}.wsr")]
+    elif mode == "socat":
+        args = ["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,nodelay,backlog=2048",
+                f"TCP:127.0.0.1:{echo_port},nodelay"]
     elif mode == "mitmproxy":
         args = [MITMDUMP, "--mode", f"reverse:http://127.0.0.1:{echo_port}", "--listen-host",
                 "127.0.0.1", "--listen-port", str(port), "-q"]
@@ -310,6 +339,9 @@ async def bench(args) -> None:
     if "mitmproxy" in modes and not Path(MITMDUMP).exists() and not shutil.which(MITMDUMP):
         print(f"mitmproxy: skipped, no mitmdump at {MITMDUMP} (see this file's docstring)")
         modes.remove("mitmproxy")
+    if "socat" in modes and not shutil.which("socat"):
+        print("socat: skipped, not installed (Debian's socat)")
+        modes.remove("socat")
     load = os.getloadavg()[0]
     if load > 0.5:
         print(f"note: load average {load:.2f} before starting: other work shares the CPUs, "
@@ -319,14 +351,22 @@ async def bench(args) -> None:
     echo = Process([sys.executable, str(HERE), "--serve", "echo", str(echo_port)], echo_port,
                    workdir, "echo")
     small, big, lat, mem, cpu = ({m: [] for m in modes} for _ in range(5))
+    disk: list[float] = []
     try:
         for rnd in range(args.rounds):
+            if "tcp+file" in modes or "wsreplay" in modes:
+                os.sync()
+                disk.append(float(subprocess.run(
+                    [sys.executable, str(HERE), "--serve", "disk", str(workdir), str(args.seconds)],
+                    check=True, capture_output=True, text=True).stdout))
+                print(f"round {rnd + 1} disk      64KiB×8: {disk[-1]:7.0f}/s", flush=True)
             order = modes[rnd % len(modes):] + modes[: rnd % len(modes)]
             for mode in order:
                 os.sync()  # no mode pays for the writeback of the one before
                 proc = None if mode == "direct" else start(mode, echo_port, workdir, rnd)
                 port = proc.port if proc else echo_port
-                pid = proc.popen.pid if proc else None
+                # socat forks a process per connection: its own CPU and memory are not counted
+                pid = proc.popen.pid if proc and mode != "socat" else None
                 try:
                     rate, small_cpu = await throughput(port, 50, 64, args.seconds, pid)
                     small[mode].append(rate)
@@ -334,7 +374,7 @@ async def bench(args) -> None:
                     big[mode].append(rate)
                     cpu[mode].append((small_cpu, big_cpu))
                     lat[mode].extend(await latencies(port, args.latency_n))
-                    if rnd == 0 and proc is not None:
+                    if rnd == 0 and pid is not None:
                         mem[mode].append(await memory(port, proc.popen.pid, args.conns))
                 finally:
                     if proc:
@@ -346,10 +386,10 @@ async def bench(args) -> None:
     finally:
         echo.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    report(modes, small, big, lat, mem, cpu, args)
+    report(modes, small, big, lat, mem, cpu, disk, args)
 
 
-def report(modes, small, big, lat, mem, cpu, args) -> None:
+def report(modes, small, big, lat, mem, cpu, disk, args) -> None:
     med = {m: (statistics.median(small[m]), statistics.median(big[m])) for m in modes}
     d_small, d_big = med["direct"] if "direct" in med else (None, None)
     d50, d99 = (pct(lat["direct"], 0.5), pct(lat["direct"], 0.99)) if "direct" in lat else (0, 0)
@@ -372,10 +412,16 @@ def report(modes, small, big, lat, mem, cpu, args) -> None:
             per, total = f"{(after - before) / args.conns:.1f} KiB", f"{after / 1024:.1f} MiB"
         else:
             per = total = "-"
-        cpu_s = f"{statistics.median(c[0] for c in cpu[m]):.0f} µs" if m != "direct" else "-"
-        cpu_b = f"{statistics.median(c[1] for c in cpu[m]):.0f} µs" if m != "direct" else "-"
+        counted = m not in ("direct", "socat")
+        cpu_s = f"{statistics.median(c[0] for c in cpu[m]):.0f} µs" if counted else "-"
+        cpu_b = f"{statistics.median(c[1] for c in cpu[m]):.0f} µs" if counted else "-"
         print(f"| {m} | {s:.0f} | {ratio_s} | {cpu_s} | {b:.0f} | {ratio_b} | {cpu_b} | {added} "
               f"| {added99} | {per} | {total} |")
+    if disk:
+        rate = statistics.median(disk)
+        ratio = f"{rate / d_big:.2f}" if d_big else "-"
+        print(f"| disk (writes the 64 KiB recording, relays nothing) | - | - | - | {rate:.0f} "
+              f"| {ratio} | - | - | - | - | - |")
     if "wsreplay" in med and "mitmproxy" in med:
         print(f"\nwsreplay / mitmproxy, 64 B × 50: {med['wsreplay'][0] / med['mitmproxy'][0]:.1f}×; "
               f"64 KiB: {med['wsreplay'][1] / med['mitmproxy'][1]:.1f}×")
@@ -394,7 +440,9 @@ def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1,000 connections need fds
     run = uvloop.run if uvloop else asyncio.run
-    if args.serve:
+    if args.serve and args.serve[0] == "disk":
+        _disk(*args.serve[1:])
+    elif args.serve:
         kind, port, *rest = args.serve
         run(_serve(kind, int(port), *(rest or [None])))
     else:
