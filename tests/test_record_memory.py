@@ -50,3 +50,21 @@ def test_big_blocks_come_from_the_heap_once_tuned():
 def test_a_users_malloc_setting_is_left_alone():
     assert probe("tune", MALLOC_ARENA_MAX="2") == "False 1"
     assert probe("tune", GLIBC_TUNABLES="glibc.malloc.trim_threshold=1000000") == "False 1"
+
+
+def test_wsreplay_record_tunes_malloc_before_it_serves(monkeypatch, tmp_path):
+    from wsreplay import cli
+    from wsreplay.commands import record
+
+    calls = []
+    monkeypatch.setattr(record, "keep_freed_memory", lambda: calls.append("tuned"))
+
+    async def serve(args, config, recorder):
+        calls.append("served")
+        recorder.close(footer=False)
+        return 0
+
+    monkeypatch.setattr(record, "_serve", serve)
+    code = cli.main(["record", "--target", "ws://127.0.0.1:9", "--out",
+                     str(tmp_path / "x.wsr"), "-q"])
+    assert (code, calls) == (0, ["tuned", "served"])
