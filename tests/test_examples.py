@@ -24,7 +24,16 @@ from .conftest import T
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
-EXAMPLES = sorted(SCENARIOS.rglob("*.wsr"))
+
+
+def _recorded(path: Path) -> bool:
+    """Whether ``path`` is a recording (``wsreplay record``'s or the demo's, written into
+    scenarios/ by default), not one of the examples: its header says by whom."""
+    with path.open(encoding="utf-8", errors="replace") as file:
+        return "by wsreplay record;" in file.readline() + file.readline()
+
+
+EXAMPLES = sorted(p for p in SCENARIOS.rglob("*.wsr") if not _recorded(p))
 IDS = [str(p.relative_to(SCENARIOS)) for p in EXAMPLES]
 # The examples written for the built-in demo server (their headers say how to run them).
 DEMO_EXAMPLES = ["chat-two-users.wsr", "price-ticker.wsr", "chat-repeat.wsr", "lib/login.wsr"]
