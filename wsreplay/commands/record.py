@@ -100,7 +100,8 @@ _KEEP_FREED, _HEAP_BLOCKS_UP_TO = 32 * 1024 * 1024, 4 * 1024 * 1024
 
 def keep_freed_memory() -> bool:
     """Tune glibc's malloc as above; True if it was. Nothing happens under another C library,
-    or when the user set any ``MALLOC_*_`` variable (glibc's own tunables then rule)."""
+    or when the environment holds ``GLIBC_TUNABLES`` or any ``MALLOC_*`` variable: the user's
+    own settings rule."""
     if platform.libc_ver()[0] != "glibc" or any(
             name.startswith(("MALLOC_", "GLIBC_TUNABLES")) for name in os.environ):
         return False
