@@ -92,8 +92,8 @@ def run(args: argparse.Namespace) -> int:
 # lies free at the top of the heap, and serves big blocks by mmap. Recording a big message
 # allocates and frees a few big blocks (the payload, its unmasked copy, its base64 line, the
 # batch written), so every message paid for fresh pages: page faults and zeroing, about 100 µs
-# of a 64 KiB round trip's 250 (bench/proxy.py, side by side). Kept: up to 32 MiB freed, blocks
-# up to 4 MiB from the heap.
+# of a 64 KiB round trip's 250 (bench/proxy.py, untuned and tuned runs back to back). Kept: up
+# to 32 MiB freed, blocks up to 4 MiB from the heap.
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _KEEP_FREED, _HEAP_BLOCKS_UP_TO = 32 * 1024 * 1024, 4 * 1024 * 1024
 
