@@ -156,7 +156,7 @@ def binary_payload(data: bytes) -> m.Binary:
 
 
 def one_line_payload(payload: m.Text | m.Json, data: bytes,
-                      fields: frozenset[str]) -> m.Text | m.Json:
+                     fields: frozenset[str]) -> m.Text | m.Json:
     """``payload`` (a text message: ``data``) to be written on one line: a fenced step longer
     than a page could be cut between its lines by a kill, leaving a file that does not parse,
     whereas the sink writes a line kill-safe. JSON holding a redacted field stays JSON, its
