@@ -263,9 +263,9 @@ class Session:
         upgraded = self.status in (None, 101)
         connect = m.Connect(
             name=self.name, url=url, at=0, query=query, headers=headers,
-            protocols=tuple(_protocol(p, redaction, secrets) for p in self.protocols),
+            protocols=tuple(redaction.protocol_template(p, secrets.name_for) for p in self.protocols),
             expect_status=None if upgraded else self.status,
-            expect_protocol=_protocol(self.protocol or "", redaction, secrets)
+            expect_protocol=redaction.protocol_template(self.protocol or "", secrets.name_for)
             if upgraded and self.protocols else None)
         steps: list[m.Step] = [m.Comment(" saved by wsreplay connect")]
         steps += [m.Env(name) for name in secrets.names.values()]
@@ -301,16 +301,6 @@ class _Secrets:
 
 def _redact(name: str, value: str, secret: bool, secrets: _Secrets) -> str:
     return "{{" + secrets.name_for(name, value) + "}}" if secret else escape_template(value)
-
-
-def _protocol(entry: str, redaction: Redaction, secrets: _Secrets) -> str:
-    """A subprotocol as a template; one carrying a secret (a Kubernetes bearer token...) keeps
-    what Redaction.protocol keeps and the rest becomes a variable, as the recorder does it."""
-    secret = redaction.protocol(entry)
-    if secret is None:
-        return escape_template(entry)
-    kept, value = secret
-    return escape_template(kept) + "{{" + secrets.name_for("protocol", value) + "}}"
 
 
 def _redact_url(url: str, redaction: Redaction, secrets: _Secrets):

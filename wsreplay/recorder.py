@@ -85,6 +85,15 @@ class Redaction:
             return "", entry
         return None
 
+    def protocol_template(self, entry: str, name_for: Callable[[str, str], str]) -> str:
+        """The subprotocol ``entry`` as a template: as written, or, when it is a secret, the
+        prefix kept and the rest a variable named by ``name_for("protocol", secret)``."""
+        secret = self.protocol(entry)
+        if secret is None:
+            return escape_template(entry)
+        kept, value = secret
+        return escape_template(kept) + "{{" + name_for("protocol", value) + "}}"
+
 
 def env_name(conn: str, base: str) -> str:
     """``C1_AUTHORIZATION``: a variable name from a connection name and a configured name."""
@@ -337,11 +346,7 @@ class ConnectionRecord:
     def _protocol(self, entry: str) -> str:
         """A subprotocol as a template, a secret one as a variable: the one the upstream
         chose is the same text, so it gets the same variable as where it was offered."""
-        secret = self.redaction.protocol(entry)
-        if secret is None:
-            return escape_template(entry)
-        kept, value = secret
-        return escape_template(kept) + "{{" + self.secret("protocol", value) + "}}"
+        return self.redaction.protocol_template(entry, self.secret)
 
     def _url(self, url: str) -> tuple[str, tuple[tuple[str, str], ...]]:
         base, sep, query = url.partition("?")

@@ -96,16 +96,18 @@ def client_tail(request: web.BaseRequest) -> bytes:
     return bytes(tail)
 
 
-def release_now(ws: aiohttp.ClientWebSocketResponse) -> None:
+def release_now(ws: aiohttp.ClientWebSocketResponse) -> bool:
+    """End the upstream TCP connection now, with no close frame; False when this aiohttp
+    keeps no ``_response`` to end it through."""
     response = getattr(ws, "_response", None)
-    if response is not None:
-        response.close()
+    if response is None:
+        return False
+    response.close()
+    return True
 
 
 async def release_upstream(ws: aiohttp.ClientWebSocketResponse) -> None:
-    """End the upstream TCP connection without sending another close frame."""
-    response = getattr(ws, "_response", None)
-    if response is not None:
-        response.close()
-    elif not ws.closed:
+    """End the upstream TCP connection without sending another close frame (aiohttp's
+    close, which may send one, only when there is no other way)."""
+    if not release_now(ws) and not ws.closed:
         await ws.close()

@@ -120,8 +120,8 @@ def _text(text: str, one_line: bool = False) -> str:
         return ""
     if _inline_safe(text):
         return text
-    if "\n" in text and not one_line and all(_inline_safe(line) or not line for line in text.split("\n")) \
-            and not text.endswith("\n"):
+    if "\n" in text and not one_line and not text.endswith("\n") \
+            and all(_inline_safe(line) or not line for line in text.split("\n")):
         return _fenced(text)
     return _quoted(text)
 
