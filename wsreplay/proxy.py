@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import aiohttp
@@ -327,21 +327,20 @@ class RecordingProxy:
             await release_upstream(upstream)
             return self._unreachable(ValueError("the fast path could not take the upstream over"))
         if capture is None or not capture.installed:
-            hs = Handshake(hs.url, hs.headers, hs.protocols, hs.compress, 101, upstream.protocol,
-                           bool(upstream.compress), answer.headers)
+            hs = replace(hs, protocol=upstream.protocol, compressed=bool(upstream.compress),
+                         response_headers=answer.headers)
             return await self._relay(request, upstream, hs)
         try:
             deflate = agreed_deflate(agreed) if offer or agreed else None
         except ValueError as exc:
             await release_upstream(upstream)
             return self._unreachable(exc)
-        hs = Handshake(hs.url, hs.headers, hs.protocols, hs.compress, 101, upstream.protocol,
-                       deflate is not None, answer.headers)
+        hs = replace(hs, protocol=upstream.protocol, compressed=deflate is not None,
+                     response_headers=answer.headers)
         return await self._relay_fast(request, upstream, hs, capture, deflate, agreed)
 
     def _refused(self, hs: Handshake, answer: _Answer) -> web.Response:
-        hs = Handshake(hs.url, hs.headers, hs.protocols, hs.compress, answer.status,
-                       response_headers=answer.headers)
+        hs = replace(hs, status=answer.status, response_headers=answer.headers)
         record = self.recorder.connection(hs)
         record.end()
         self._log(f"{record.name} refused by upstream: {answer.status} {answer.reason}")
