@@ -15,13 +15,13 @@ import aiohttp
 from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
 
+from .frames import valid_close_code
+from .messages import Message
 from .model import Side
 from .payloads import BadText
 from .recorder import ConnectionRecord
 from .relay import Stopping
 from .takeover import queued, release_upstream
-from .frames import valid_close_code
-from .messages import Message
 from .wire import failure_close
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ def _one_line(text: str) -> str:
 
 def _who(side: Side) -> str:
     return "client" if side is Side.CLIENT else "upstream"
-
 
 
 class PumpLink(Stopping):
