@@ -87,6 +87,10 @@ def match_message(payload: m.Payload, msg: Message, variables: Mapping[str, Any]
         if read_file is None:
             raise OSError(f"cannot read {payload.path}: no file reader given")
         return match_bytes(read_file(payload.path), msg.data)
+    if isinstance(payload, m.Binary) and payload.template is not None:
+        from .binary import match  # binary.py builds on this module's MatchResult
+
+        return match(payload.template, msg.data, variables)
     return match_bytes(payload.data, msg.data)
 
 
