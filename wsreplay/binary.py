@@ -139,12 +139,12 @@ class _Scanner:
         src, end = self.src, self.n if stop is None else stop
         out: list = []
         digits: list[str] = []
-        run_at = 0
+        run_at = last_digit = 0
 
         def flush():
             if len(digits) % 2:
                 self.fail(f"an odd number of hex digits ({len(digits)}): each byte is two",
-                          run_at)
+                          last_digit)
             if digits:
                 self.add(out, Fixed(bytes.fromhex("".join(digits)), run_at))
                 digits.clear()
@@ -158,6 +158,7 @@ class _Scanner:
                 if not digits:
                     run_at = i
                 digits.append(ch)
+                last_digit = i
                 i += 1
                 continue
             flush()
