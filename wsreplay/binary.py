@@ -258,7 +258,7 @@ class _Scanner:
         return close + 2
 
     def size(self, marker: str, at: int) -> int | None:
-        kind, _, count = marker.partition(" ")
+        kind, _, count = marker.replace("\t", " ").replace("\n", " ").partition(" ")
         if kind != "#bytes":
             what = f"{kind} " if kind.startswith("#") else ""
             self.fail(f"a binary template takes #bytes markers, not {what or repr(marker)}"
