@@ -229,4 +229,4 @@ def test_a_binary_template_error_in_a_fenced_block_points_at_its_line_and_column
 def test_a_stray_letter_in_a_hex_payload_hints_at_the_template_forms():
     with pytest.raises(ScenarioSyntaxError) as exc:
         parse("wsreplay 1\nc > hex 00 q1\n")
-    assert exc.value.hint.startswith('a binary template holds hex pairs, "strings"')
+    assert exc.value.hint.startswith('a hex line holds hex pairs, or a binary template')

@@ -48,9 +48,9 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _BLANKS = frozenset(" \t\n")
 _WORD = re.compile(r"[A-Za-z0-9_]+")
 _LIKE = re.compile(r"\s+like(?:\s+|$)")
-FORMS = ('a binary template holds hex pairs, "strings", {{#bytes N}}, {{#bytes}}, '
-          "{{name = #bytes N}}, {{name}} and length groups u8( ) u16( ) u16le( ) u32( ) "
-          "u32le( ) varint( )")
+FORMS = ('a hex line holds hex pairs, or a binary template with "strings", {{#bytes N}}, '
+         '{{name = #bytes}}, {{name}} and u8( ) u16( ) varint( ) groups: see "Binary '
+         'templates" in docs/language.md')
 
 
 # --- the parsed template ----------------------------------------------------------------
@@ -161,30 +161,29 @@ class _Scanner:
                 last_digit = i
                 i += 1
                 continue
-            flush()
-            if ch == '"':
-                i = self.string(out, i, end)
-            elif src.startswith("{{", i) and not fixed_only:
-                i = self.placeholder(out, i)
-            elif ch == ")" and group is not None:
-                return tuple(out), i + 1
-            elif ch == ")":
-                self.fail("')' closes no group", i)
-            else:
-                word = _WORD.match(src, i)
-                name = word.group() if word else ch
-                if name in GROUPS and not fixed_only:
-                    after = word.end()
-                    if not src.startswith("(", after):
-                        self.fail(f"{name} takes its bytes in parentheses: {name}( ... )", i)
-                    inner, after_group = self.items(after + 1, (name, i))
-                    out.append(Group(name, inner, i))
-                    i = after_group
-                    continue
+            word = _WORD.match(src, i)
+            name = word.group() if word else ch
+            opens = src.startswith("{{", i) or name in GROUPS
+            if ch not in '")' and (fixed_only or not opens):  # junk first, then odd digits
                 if fixed_only:
                     self.fail(f"{ch!r} is not a hex digit: an example is hex pairs and "
                               '"strings"', i)
                 self.fail(f"{ch!r} is not a hex digit", i)
+            flush()
+            if ch == '"':
+                i = self.string(out, i, end)
+            elif ch == ")" and group is not None:
+                return tuple(out), i + 1
+            elif ch == ")":
+                self.fail("')' closes no group", i)
+            elif name in GROUPS:
+                after = word.end()
+                if not src.startswith("(", after):
+                    self.fail(f"{name} takes its bytes in parentheses: {name}( ... )", i)
+                inner, i = self.items(after + 1, (name, i))
+                out.append(Group(name, inner, word.start()))
+            else:
+                i = self.placeholder(out, i)
         flush()
         if group is not None:
             self.fail(f"this {group[0]}( group is never closed: add ')'", group[1])
