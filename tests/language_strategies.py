@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import string
 
 import orjson
@@ -45,11 +46,60 @@ def json_payloads():
     return st.builds(m.Json, source=json_sources(), subset=st.booleans(), ignore=paths)
 
 
+@st.composite
+def _binary_examples(draw, size: int | None) -> str:
+    if size is None and draw(st.booleans()):
+        return json.dumps(draw(texts))
+    return draw(st.binary(min_size=size or 1, max_size=size or 6)).hex()
+
+
+@st.composite
+def _binary_placeholders(draw) -> str:
+    name = draw(names)
+    if draw(st.integers(0, 3)) == 0:
+        return "{{" + name + "}}"
+    size = draw(st.one_of(st.none(), st.integers(1, 8)))
+    marker = "#bytes" + ("" if size is None else f" {size}")
+    head = marker if draw(st.booleans()) else f"{name} = {marker}"
+    like = f" like {draw(_binary_examples(size))}" if draw(st.booleans()) else ""
+    return "{{" + head + like + "}}"
+
+
+@st.composite
+def _joined(draw, items) -> str:
+    """Items joined by a space, nothing, or a newline (a fenced block)."""
+    parts = draw(items)
+    out = parts[0]
+    for part in parts[1:]:
+        out += draw(st.sampled_from([" ", " ", "", "\n"])) + part
+    return out
+
+
+def _binary_items(inner):
+    return _joined(st.lists(st.one_of(
+        st.binary(min_size=1, max_size=4).map(bytes.hex),
+        st.builds(json.dumps, texts),
+        _binary_placeholders(),
+        st.builds(lambda kind, body: f"{kind}( {body} )",
+                  st.sampled_from(["u8", "u16", "u16le", "u32", "u32le", "varint"]), inner),
+    ), min_size=1, max_size=4))
+
+
+@st.composite
+def binary_templates(draw) -> str:
+    """A ``hex`` payload that is a template: hex pairs, strings, placeholders, groups."""
+    out = draw(st.recursive(_binary_items(st.just("")), _binary_items, max_leaves=6))
+    if not any(ch not in string.hexdigits + " \n" for ch in out):
+        out += ' ""'
+    return out
+
+
 payloads = st.one_of(
     st.builds(m.Text, awkward_texts),
     json_payloads(),
     st.builds(m.Regex, awkward_texts),
     st.builds(m.Binary, st.binary(max_size=64), st.sampled_from(list(m.BinaryNotation))),
+    st.builds(m.Binary, st.just(b""), st.just(m.BinaryNotation.HEX), binary_templates()),
     st.builds(m.File, st.from_regex(r"\A[a-z0-9_][a-z0-9_/.\-]{0,20}\Z")),
     st.builds(m.Ping, st.binary(max_size=125)),
     st.builds(m.Pong, st.binary(max_size=125)),

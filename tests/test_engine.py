@@ -689,3 +689,72 @@ def test_a_drop_after_a_complete_closing_handshake_is_no_news(side):
         run.recv("a", Message.close(1001), 1)
         assert run.sends() == [Message.close(1000, "")]
     assert run.engine.done and run.result.passed, run.result.failures
+
+
+# --- binary templates (MQTT 3.1.1 over WebSocket) ------------------------------------------
+
+MQTT = """
+conn m ws://127.0.0.1:1883/mqtt
+  protocol mqtt
+m > hex 10 varint( 0004 "MQTT" 04 02 003c u16({{cid = #bytes}}) )
+m < hex 20 02 00 00
+m > hex 82 varint( {{sid = #bytes 2}} u16("a/b") 01 )
+m < hex 90 varint( {{sid}} 01 )
+m < hex 32 varint( u16("a/b") {{pid = #bytes 2}} {{body = #bytes}} )
+m > hex 40 02 {{pid}}
+m > hex 30 varint( u16("a/b") {{cid}} )
+"""
+
+
+def _binary(hex_text: str, tail: bytes = b"") -> Message:
+    return Message.of_binary(bytes.fromhex(hex_text) + tail)
+
+
+def test_replaying_mqtt_binds_what_it_sends_and_echoes_what_it_captured():
+    import random
+
+    run = Run(MQTT, C, rng=random.Random(7))
+    connect = run.sends("m")[0].data
+    cid = run.engine.vars["cid"]
+    assert len(cid) == 8 and connect == bytes.fromhex("101400044d5154540402003c0008") + cid
+    run.recv("m", _binary("20020000"))
+    subscribe = run.sends("m")[1].data
+    sid = run.engine.vars["sid"]
+    assert subscribe == b"\x82\x08" + sid + b"\x00\x03a/b\x01"
+    run.recv("m", Message.of_binary(b"\x90\x03" + sid + b"\x01"))
+    run.recv("m", _binary("320c0003", b"a/b\x00\x2ahello"))
+    assert run.done and run.result.passed, run.result.failures
+    assert [msg.data for msg in run.sends("m")[2:]] == [
+        bytes.fromhex("4002002a"), b"\x30\x0d\x00\x03a/b" + cid]
+    assert run.engine.vars["body"] == b"hello"
+
+
+def test_a_wrong_packet_id_fails_with_the_byte_offset():
+    import random
+
+    run = Run(MQTT, C, rng=random.Random(7))
+    run.recv("m", _binary("20020000"))
+    sid = run.engine.vars["sid"]
+    other = bytes([sid[0], sid[1] ^ 1])
+    run.recv("m", Message.of_binary(b"\x90\x03" + other + b"\x01"))
+    assert run.done and not run.result.passed
+    assert run.failure.reason == (f"byte 3: expected 0x{sid[1]:02x} ({{{{sid}}}} = "
+                                  f"{sid.hex(' ')}), got 0x{other[1]:02x}")
+
+
+def test_serving_mqtt_captures_the_clients_ids_and_sends_fresh_ones_it_then_expects():
+    import random
+
+    run = Run(MQTT, S, rng=random.Random(3))
+    run.connect("/mqtt", protocols=("mqtt",))
+    run.recv("m", _binary("101b00044d5154540402003c000f", b"mqttjs_3f2a9c1b"))
+    assert run.engine.vars["cid"] == b"mqttjs_3f2a9c1b"
+    run.recv("m", _binary("8208" "1234" "0003", b"a/b\x01"))
+    suback, publish = [msg.data for msg in run.sends("m")[1:]]
+    assert suback == bytes.fromhex("9003123401")
+    pid = run.engine.vars["pid"]
+    assert publish[:7] == b"\x32\x0f\x00\x03a/b" and publish[7:9] == pid
+    assert publish[9:] == run.engine.vars["body"] and len(run.engine.vars["body"]) == 8
+    run.recv("m", Message.of_binary(b"\x40\x02" + pid))
+    run.recv("m", Message.of_binary(b"\x30\x14\x00\x03a/bmqttjs_3f2a9c1b"))
+    assert run.done and run.result.passed, run.result.failures

@@ -102,3 +102,20 @@ def test_close_codes_that_never_go_on_the_wire_are_warnings():
 
 def test_variables_from_the_command_line_count_as_defined():
     assert messages("conn a ws://x\na > text {{user}}\n", defined={"user"}) == []
+
+
+def test_binary_templates_are_linted_like_text_templates():
+    ok = """conn a ws://x
+a > hex 82 varint( {{sid = #bytes 2}} u16("a/b") 01 )
+a < hex 90 varint( {{sid}} 01 )
+a > json {"sid":"{{sid}}"}
+"""
+    assert messages(ok) == []
+    found = messages("conn a ws://x\na < hex 40 02 {{pid}}\n")
+    assert found == [(ERROR, "hex: undefined variable 'pid' (declare it with `var` or `env`, "
+                             "pass --var, or capture it on an earlier line)")]
+    bad = m.Scenario((m.Event("a", m.Side.SERVER, m.Binary(b"", template="{{#uuid}}")),))
+    assert [d.message for d in lint(bad)] == [
+        "connection 'a' is not opened: add `conn a URL` on a line before",
+        "hex: a binary template takes #bytes markers, not #uuid: {{#bytes N}}, {{#bytes}}, "
+        "{{name = #bytes N}}"]

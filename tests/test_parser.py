@@ -183,3 +183,50 @@ def test_handshake_values_keep_unicode_spaces():
     s = parse("wsreplay 1\nconn c ws://x\n  header X: a\u00a0\n  header Y: \"\u00a0\"\n")
     assert s.steps[0].headers == (("X", "a\u00a0"), ("Y", "\u00a0"))
     assert parse(write(s)) == s
+
+
+# --- binary templates in hex payloads -------------------------------------------------------
+
+
+def test_a_hex_payload_with_more_than_hex_digits_is_a_binary_template_kept_as_written():
+    s = parse('wsreplay 1\nc > hex 10 varint( 0004 "MQTT" 04 02 003c u16({{cid = #bytes}}) )\n'
+              "c < hex ```\n  20 02\n  {{#bytes 2 like 0000}}\n```\nc < hex 20 02 00 00\n"
+              "on > hex c0 {{#bytes}}\n  reply < hex d0 00\n".replace("on >", "conn r ws://x\n  on >"))
+    first, block, plain = s.steps[0].payload, s.steps[1].payload, s.steps[2].payload
+    assert first == m.Binary(b"", m.BinaryNotation.HEX,
+                             '10 varint( 0004 "MQTT" 04 02 003c u16({{cid = #bytes}}) )')
+    assert block.template == "20 02\n  {{#bytes 2 like 0000}}" and block.data == b""
+    assert plain == m.Binary(b"\x20\x02\x00\x00") and plain.template is None
+    assert s.steps[3].rules[0].match.template == "c0 {{#bytes}}"
+
+
+@pytest.mark.parametrize("line, col, message", [
+    ("c > hex 00 u16( 01", 12, "this u16( group is never closed: add ')'"),
+    ("c > hex 00 {{#string}}", 12, "a binary template takes #bytes markers, not #string: "
+                                   "{{#bytes N}}, {{#bytes}}, {{name = #bytes N}}"),
+    ('c > hex 00 "MQ', 12, 'this string is never closed: add "'),
+    ("c > hex 0a {{p = #bytes 2 like 010203}}", 32, "the example holds 3 bytes; #bytes 2 "
+                                                    "takes 2"),
+    ("c > hex 00 ff {{x}} zz", 21, "'z' is not a hex digit"),
+    ("c > ping hex 00 {{x}}", 17, "'{' is not a hex digit"),  # control frames: plain bytes
+])
+def test_binary_template_errors_point_at_the_bad_item(line, col, message):
+    with pytest.raises(ScenarioSyntaxError) as exc:
+        parse(f"wsreplay 1\n{line}\n", "t.wsr")
+    assert (exc.value.pos.col, exc.value.message) == (col, message)
+    rendered = exc.value.render().split("\n")
+    assert rendered[0] == f"t.wsr:2:{col}: {message}"
+    assert rendered[2] == "  " + " " * (col - 1) + "^"
+
+
+def test_a_binary_template_error_in_a_fenced_block_points_at_its_line_and_column():
+    with pytest.raises(ScenarioSyntaxError) as exc:
+        parse("wsreplay 1\nc > hex ```\n20 02\n  00 {{#bytes x}}\n```\n", "t.wsr")
+    assert str(exc.value.pos) == "t.wsr:4:6"
+    assert exc.value.message == "#bytes takes a count from 1 to 16777216, not 'x'"
+
+
+def test_a_stray_letter_in_a_hex_payload_hints_at_the_template_forms():
+    with pytest.raises(ScenarioSyntaxError) as exc:
+        parse("wsreplay 1\nc > hex 00 q1\n")
+    assert exc.value.hint.startswith('a hex line holds hex pairs, or a binary template')

@@ -66,3 +66,17 @@ def test_awkward_text_round_trips_as_text_and_ping(text):
              m.Event("c", m.Side.SERVER, m.Regex(text)))
     scenario = m.Scenario(steps)
     assert parse(write(scenario)) == scenario
+
+
+@pytest.mark.parametrize("template", [
+    '10 varint( 0004 "MQTT" 04 02 003c u16({{cid = #bytes}}) )',
+    "90 varint({{sid}}01)",
+    '32 varint( u16("a/b") {{pid = #bytes 2 like 0001}} {{#bytes like "hi"}} )\n40 02 {{pid}}',
+    '"{{not a placeholder}}"',
+])
+def test_binary_templates_are_written_as_parsed(template):
+    scenario = m.Scenario((m.Event("c", m.Side.CLIENT, m.Binary(b"", m.BinaryNotation.HEX,
+                                                                template)),))
+    text = write(scenario)
+    assert parse(text) == scenario
+    assert ("```" in text) == ("\n" in template)

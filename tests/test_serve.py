@@ -207,3 +207,46 @@ async def test_plain_http_gets_426(tmp_path):
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{server.port}/") as response:
                 assert response.status == 426
+
+
+MQTT = """
+conn mqtt ws://127.0.0.1:1/mqtt
+  protocol mqtt
+  expect protocol mqtt
+mqtt > hex 10 varint( 0004 "MQTT" 04 02 003c u16({{cid = #bytes like "mqttjs_1"}}) )
+mqtt < hex 20 02 00 00
+mqtt > hex 82 varint( {{sid = #bytes 2 like 0001}} u16("a/b") 01 )
+mqtt < hex 90 varint( {{sid}} 01 )
+mqtt < hex 32 varint( u16("a/b") {{pid = #bytes 2}} "hi" )
+mqtt > hex 40 02 {{pid}}
+mqtt > hex e0 00
+mqtt < drop
+"""
+
+
+async def test_serve_plays_binary_templates_to_a_client_with_its_own_ids(tmp_path):
+    async with serving(load_text(tmp_path, MQTT), once=True) as server:
+        async with websockets.connect(server.url + "/mqtt", subprotocols=["mqtt"]) as ws:
+            await ws.send(bytes.fromhex("101000044d5154540402003c0004") + b"me42")
+            connack = await ws.recv()
+            await ws.send(bytes.fromhex("82080bad0003") + b"a/b\x01")
+            suback, publish = await ws.recv(), await ws.recv()
+            await ws.send(b"\x40\x02" + publish[7:9])
+            await ws.send(b"\xe0\x00")
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), T)
+        results = await server.wait_once(T)
+    assert (connack, suback) == (bytes.fromhex("20020000"), bytes.fromhex("90030bad01"))
+    assert publish[:7] == b"\x32\x09\x00\x03a/b" and publish[9:] == b"hi"
+    assert [r.passed for r in results] == [True], render_result(results[0])
+
+
+async def test_a_binary_template_scenario_replays_against_itself_served(tmp_path):
+    from wsreplay.replay import replay_scenario
+
+    scenario = load_text(tmp_path, MQTT)
+    async with serving(scenario, once=True) as server:
+        client = await replay_scenario(scenario, server.url, timeout=T)
+        results = await server.wait_once(T)
+    assert client.passed, render_result(client)
+    assert [r.passed for r in results] == [True], render_result(results[0])

@@ -28,11 +28,13 @@ Which message an expectation consumes, and when a run ends, is ``docs/language.m
 from __future__ import annotations
 
 import json
+import random
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from . import model as m
+from .binary import render as render_binary
 from .connection import CAN_SEND, ENDED, Conn, S
 from .diagnose import closed_failure, leftover_failure, mismatch_failure, missing_failure
 from .errors import ScenarioError
@@ -112,6 +114,7 @@ class Engine:
     ``read_file(path, pos) -> bytes`` serves ``file`` payloads (``pos`` is the line naming
     the file; ``wsreplay.loader.file_reader`` confines them to the scenario's folder).
     ``fail_close`` is the close code sent on every open connection when the run fails.
+    ``rng`` makes the values sent for markers (random bytes...); tests pass a seeded one.
     Raises :class:`ScenarioError` when the scenario cannot be played from this side.
     """
 
@@ -119,7 +122,8 @@ class Engine:
                  variables: Mapping[str, Any] | None = None,
                  env: Mapping[str, str] | None = None,
                  read_file: Callable[[str, m.Pos], bytes] | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, fail_close: int = 1000):
+                 timeout: float = DEFAULT_TIMEOUT, fail_close: int = 1000,
+                 rng: random.Random | None = None):
         self.program: list[Flat] = flatten(scenario.steps)
         self.side, self.timing = side, timing
         self.overrides = dict(variables or {})
@@ -127,6 +131,7 @@ class Engine:
         self.env = env or {}
         self.read_file = read_file
         self.timeout, self.fail_close = timeout, fail_close
+        self.rng = rng or random.Random()
         self.leftover = m.Leftover.FAIL.value
         self.conns: dict[str, Conn] = {}
         self.result = Result(scenario.path, side)
@@ -363,7 +368,13 @@ class Engine:
         if isinstance(payload, m.Json):
             return Message.of_text(render_json_source(payload.source, scope))
         if isinstance(payload, m.Binary):
-            return Message.of_binary(payload.data)
+            if payload.template is None:
+                return Message.of_binary(payload.data)
+            bound: dict[str, bytes] = {}
+            data = render_binary(payload.template, scope, bound, self.rng,
+                                 overrides=self.overrides)
+            self.vars.update(bound)  # what a capture sent, for later lines and the peer's
+            return Message.of_binary(data)
         if isinstance(payload, m.File):
             if self.read_file is None:
                 raise OSError(f"cannot read {payload.path}: no file reader")

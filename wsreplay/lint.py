@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from . import model as m
+from .binary import names as binary_names
 from .matchers import parse_ignore_path
 from .template import TemplateError, classify_json_string, json_strings, placeholders
 
@@ -84,6 +85,8 @@ class _Linter:
                 self.report(pos, f"bad regex: {exc}")
             else:
                 self.variables.update(compiled.groupindex)
+        elif isinstance(p, m.Binary) and p.template is not None:
+            self.binary(p.template, pos)
         elif isinstance(p, (m.Ping, m.Pong)) and len(p.data) > 125:
             self.report(pos, "a control frame payload is at most 125 bytes")
         elif isinstance(p, m.Close):
@@ -93,6 +96,19 @@ class _Linter:
                 self.read_file(p.path, pos)
             except Exception as exc:  # ScenarioError or OSError: both are the file's fault
                 self.report(pos, getattr(exc, "message", str(exc)))
+
+    def binary(self, source: str, pos: m.Pos) -> None:
+        try:
+            found = binary_names(source)
+        except TemplateError as exc:
+            self.report(pos, f"hex: {exc.message}")
+            return
+        for kind, name, _offset in found:
+            if kind == "var" and name not in self.variables:
+                self.report(pos, f"hex: undefined variable {name!r} (declare it with `var` or "
+                                 "`env`, pass --var, or capture it on an earlier line)")
+            elif kind == "capture":
+                self.variables.add(name)
 
     def close(self, p: m.Close, pos: m.Pos) -> None:
         if p.code is None:

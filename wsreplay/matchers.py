@@ -20,7 +20,7 @@ import orjson
 from . import model as m
 from .messages import Handshake, Kind, Message, Request
 from .template import (Marker, TemplateError, compiled_regex, classify_json_string, join_path,
-                       text_pattern)
+                       lookup, text_pattern)
 
 ReadFile = Callable[[str], bytes]
 
@@ -87,6 +87,10 @@ def match_message(payload: m.Payload, msg: Message, variables: Mapping[str, Any]
         if read_file is None:
             raise OSError(f"cannot read {payload.path}: no file reader given")
         return match_bytes(read_file(payload.path), msg.data)
+    if isinstance(payload, m.Binary) and payload.template is not None:
+        from .binary import match  # binary.py builds on this module's MatchResult
+
+        return match(payload.template, msg.data, variables)
     return match_bytes(payload.data, msg.data)
 
 
@@ -297,16 +301,14 @@ class _JsonWalk:
             ph = js.placeholder
             if ph.marker is not None:
                 self._marker(ph.marker, ph.name, got, path)
-            elif ph.name not in self.variables:
-                raise TemplateError(f"undefined variable {ph.name!r}", ph.start)
             else:
+                value = lookup(ph.name, self.variables, ph.start)
                 before = len(self.diffs)
-                self.compare(self.variables[ph.name], got, path, literal=True)
+                self.compare(value, got, path, literal=True)
                 if len(self.diffs) > before:  # name the variable, not just the value
                     self.diffs[before] = (self.diffs[before][0],
                                           f"expected {{{{{ph.name}}}}} = "
-                                          f"{describe(self.variables[ph.name])}, got "
-                                          f"{describe(got)}")
+                                          f"{describe(value)}, got {describe(got)}")
         elif not isinstance(got, str):
             self.diff(path, f"expected a string like {describe(want)}, got {describe(got)}")
         else:

@@ -93,10 +93,15 @@ class BinaryNotation(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Binary:
-    """A binary message, spelled in hex or base64 in the file."""
+    """A binary message, spelled in hex or base64 in the file.
+
+    ``template`` is set (and ``data`` is ``b""``) for a ``hex`` payload holding more than hex
+    digits: a binary template with placeholders and length groups (:mod:`wsreplay.binary`),
+    kept exactly as written."""
 
     data: bytes
     notation: BinaryNotation = BinaryNotation.HEX
+    template: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

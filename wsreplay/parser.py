@@ -22,8 +22,10 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import LarkError, UnexpectedInput
 
 from . import model as m
+from .binary import FORMS, parse_template
 from .errors import FormatVersionError, ScenarioError, ScenarioSyntaxError
 from .hints import hint_for
+from .template import TemplateError
 
 _US = 1_000_000
 _UNITS = {"us": 1, "ms": 1000, "s": _US, "m": 60 * _US}
@@ -173,6 +175,27 @@ def _bytes(token: Token | None, encoding: str) -> bytes:
         return base64.b64decode(compact, validate=True)
     except (ValueError, binascii.Error) as exc:
         _fail(f"invalid base64: {exc}", token)
+
+
+def _binary_template(token: Token | None) -> str | None:
+    """A ``hex`` payload holding more than hex digits and blanks: the binary template (blanks
+    around it trimmed), checked here so an error points at its column; else None."""
+    if token is None:
+        return None
+    raw = str(token)
+    block = _is_block(raw)
+    text = _block_content(raw) if block else raw
+    if _HEX_JUNK.search(text) is None:
+        return None
+    try:
+        parse_template(text)
+    except TemplateError as exc:
+        at = exc.offset
+        where = (0, token.column + at) if not block else \
+            (text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at))
+        hint = FORMS if exc.message.endswith("is not a hex digit") else None
+        raise _Fail(exc.message, token, where, hint) from None
+    return text.strip()
 
 
 def _pos(transformer: "_Build", token: Token) -> m.Pos:
@@ -347,6 +370,9 @@ class _Build(Transformer):
         return (m.Json(_json_source(value), _json(value), subset is not None, ignored),)
 
     def hex(self, c):
+        template = _binary_template(c[0])
+        if template is not None:
+            return (m.Binary(b"", m.BinaryNotation.HEX, template),)
         return (m.Binary(_bytes(c[0], "hex"), m.BinaryNotation.HEX),)
 
     def b64(self, c):

@@ -223,9 +223,23 @@ def value_as_text(value: Any) -> str:
 
 
 def _lookup(ph: Placeholder, variables: Mapping[str, Any]) -> Any:
-    if ph.name not in variables:
-        raise TemplateError(f"undefined variable {ph.name!r}", ph.start)
-    return variables[ph.name]
+    return lookup(ph.name, variables, ph.start)
+
+
+def lookup(name: str, variables: Mapping[str, Any], offset: int = 0) -> Any:
+    """A variable's value in text and JSON: bytes (captured from a ``hex`` template) read as
+    their UTF-8 text. Raises :class:`TemplateError` (undefined, or bytes not UTF-8)."""
+    if name not in variables:
+        raise TemplateError(f"undefined variable {name!r}", offset)
+    value = variables[name]
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise TemplateError(f"variable {name!r} holds bytes that are not UTF-8 text "
+                                f"({bytes(value)[:16].hex()}): use it in a hex line",
+                                offset) from None
+    return value
 
 
 def _no_marker(ph: Placeholder) -> None:

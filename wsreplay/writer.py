@@ -94,6 +94,8 @@ def format_payload(p: m.Payload, one_line: bool = False) -> str:
     if isinstance(p, m.Regex):
         return _kind("regex", _text(p.pattern))
     if isinstance(p, m.Binary):
+        if p.template is not None:  # as written; blank lines are blanks, so a block is safe
+            return "hex " + (_fenced(p.template) if "\n" in p.template else p.template)
         if p.notation is m.BinaryNotation.HEX:
             return _kind("hex", p.data.hex())
         return _kind("b64", _b64encode(p.data).decode("ascii"))

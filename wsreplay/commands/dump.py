@@ -88,6 +88,8 @@ def _payload(p: m.Payload) -> dict[str, Any]:
         return {"text": p.source, "json": p.value, "subset": p.subset, "ignore": list(p.ignore)}
     if isinstance(p, m.Regex):
         return {"pattern": p.pattern}
+    if isinstance(p, m.Binary) and p.template is not None:
+        return {"template": p.template}
     if isinstance(p, (m.Binary, m.Ping, m.Pong)):
         return {"base64": base64.b64encode(p.data).decode("ascii")}
     if isinstance(p, m.File):
