@@ -112,14 +112,16 @@ def record_one(tmp_path, opcode, data, **options) -> m.Payload:
 
 
 @pytest.mark.parametrize("data,payload", [
-    (b'{"a": [1, 2]}', m.Json('{"a": [1, 2]}')),
-    (b"42", m.Json("42")), (b"true", m.Json("true")), (b'"s"', m.Json('"s"')),
+    (b'{"a": [1, 2]}', m.Json('{"a": [1, 2]}')), (b"[1]", m.Json("[1]")),
+    # a bare JSON scalar is a protocol's text (Engine.IO's ping `2`), as reports show it
+    (b"42", m.Text("42")), (b"2", m.Text("2")), (b"true", m.Text("true")),
+    (b'"s"', m.Text('"s"')), (b"null", m.Text("null")),
     (b'{"a":\n 1}', m.Json('{"a":\n 1}')),
     (b' {"a":1}', m.Text(' {"a":1}')), (b'{"a":1}\n', m.Text('{"a":1}\n')),
     (b'{"a":\r\n1}', m.Text('{"a":\r\n1}')), (b"{nope}", m.Text("{nope}")),
     (b"", m.Text("")), ("caf\u00e9 \u2028".encode(), m.Text("caf\u00e9 \u2028")),
 ])
-def test_text_messages_are_json_when_they_are_exactly_json(tmp_path, data, payload):
+def test_text_messages_are_json_when_they_are_exactly_a_json_object_or_array(tmp_path, data, payload):
     assert record_one(tmp_path, OP_TEXT, data) == payload
 
 

@@ -146,11 +146,14 @@ async def test_replay_a_refused_upgrade_as_expected_and_unexpected(tmp_path, nod
 async def test_replay_to_nothing_listening_fails_the_handshake(tmp_path):
     from .conftest import free_port
 
+    port = free_port()
     scenario = load_text(tmp_path, f"""
-        conn a ws://127.0.0.1:{free_port()}/
+        conn a ws://127.0.0.1:{port}/
     """)
     result = await replay_scenario(scenario)
-    assert result.failures[0].kind == "handshake" and "no answer" in result.failures[0].reason
+    failure = result.failures[0]
+    assert failure.kind == "handshake" and failure.summary == (
+        f"a: no connection: nothing is listening on 127.0.0.1:{port} (connection refused)")
 
 
 async def test_recorded_timing_keeps_the_gaps(tmp_path):

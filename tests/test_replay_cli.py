@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import websockets
 
-from .conftest import T
+from .conftest import T, free_port
 from .wskit import write_scenario
 
 
@@ -42,6 +42,20 @@ def test_replay_exit_codes_and_reports(tmp_path, node_server, spawn, python_exe)
     doc = json.loads(report.read_text())
     assert doc["passed"] is False and doc["results"][1]["failures"][0]["path"] == "$.n"
     assert doc["results"][1]["failures"][0]["line"] == 4
+
+
+def test_replay_to_a_host_not_listening_says_so_once_in_its_own_words(
+        tmp_path, spawn, python_exe):
+    port = free_port()
+    path = write_scenario(tmp_path, scenario_for(port, '{"n":1}'), "down.wsr")
+    proc = spawn([python_exe, "-m", "wsreplay", "replay", path], ready=False)
+    assert proc.wait() == 1  # a failed connection, like a refused handshake
+    out = "\n".join(proc.lines + proc.stderr_lines)
+    said = f"a: no connection: nothing is listening on 127.0.0.1:{port} (connection refused)"
+    assert f"down.wsr:2: {said}" in out
+    assert out.count("nothing is listening") == 1  # no "difference:" line repeating it
+    assert "Cannot connect" not in out and "Connect call failed" not in out  # aiohttp's text
+    assert out.splitlines()[-1] == "0 passed, 1 failed (1 scenario)"
 
 
 def test_replay_file_and_usage_errors_exit_2(tmp_path, spawn, python_exe):

@@ -369,9 +369,10 @@ def match_handshake(connect: m.Connect, hs: Handshake,
                     variables: Mapping[str, Any]) -> MatchResult:
     """The server's answer to a ``conn`` line's handshake, as the client saw it."""
     want = connect.expect_status or 101
+    if not hs.status:  # no server answered: the shell says why, once (no "difference")
+        return _miss(f"no connection: {hs.error or 'no answer'}", "")
     if hs.status != want:
-        got = hs.status if hs.status else f"no answer ({hs.error or 'connection failed'})"
-        return _miss(f"expected status {want}, got {got}", "status")
+        return _miss(f"expected status {want}, got {hs.status}", "status")
     if want != 101:
         return OK
     captures: dict[str, Any] = {}

@@ -126,7 +126,9 @@ class BadText(ValueError):
         self.index, self.pending = index, pending
 
 
-_JSON_START = frozenset(b'{["-0123456789tfn')
+# Only objects and arrays are recorded as ``json``: a bare number or word (Engine.IO's ping
+# ``2``, Socket.IO's ``40``) is a protocol's text, and the report shows it as text too.
+_JSON_START = frozenset(b"{[")
 # Characters that keep a JSON text from being recorded as ``json`` (the writer would have to
 # put them raw on a line): carriage returns; raw controls are invalid JSON anyway.
 _NOT_JSON_LINE = re.compile(r"[\r\x85\u2028\u2029]")
@@ -134,8 +136,8 @@ _NOT_JSON_LINE = re.compile(r"[\r\x85\u2028\u2029]")
 
 def text_payload(data: bytes, secret: Callable[[str, str], str] | None = None,
                  fields: frozenset[str] = frozenset()) -> m.Text | m.Json:
-    """The payload standing for exactly the UTF-8 text ``data``: JSON text as ``json``, other
-    text as ``text``, both as templates that render to the very same text (secrets in
+    """The payload standing for exactly the UTF-8 text ``data``: a JSON object or array as
+    ``json``, other text (a bare JSON number, string or word included) as ``text``, both as templates that render to the very same text (secrets in
     ``fields`` redacted through ``secret``). Raises UnicodeDecodeError for other bytes."""
     text = data.decode("utf-8")
     if data and data[0] in _JSON_START and not text[-1].isspace() \

@@ -94,8 +94,38 @@ class _Client:
             headers = tuple(exc.headers.items()) if exc.headers else ()
             handshake = Handshake(exc.status, headers=headers, error=exc.message)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError) as exc:
-            handshake = Handshake(0, error=f"{url}: {exc or type(exc).__name__}")
+            handshake = Handshake(0, error=connect_error(url, exc))
         self.driver.opened(action.conn, handshake, wire)
+
+
+def connect_error(url: str, exc: BaseException) -> str:
+    """Why no handshake answer came from ``url``, in wsreplay's words: one line naming the
+    host, the system's reason in brackets (aiohttp's own text repeats the address)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "wss" else 80)
+    except ValueError:
+        port = None
+    where = f"{parts.hostname}:{port}" if parts.hostname else url
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"cannot resolve the host {parts.hostname}"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS failed with {where} ({_os_reason(exc)})"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error
+        if isinstance(cause, ConnectionRefusedError):
+            return f"nothing is listening on {where} (connection refused)"
+        return f"cannot connect to {where} ({_os_reason(exc)})"
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"no answer from {where} in time"
+    if isinstance(exc, (aiohttp.ServerDisconnectedError, ConnectionResetError)):
+        return f"{where} ended the connection before answering the handshake"
+    return f"{url}: {exc or type(exc).__name__}"
+
+
+def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
+    cause = exc.os_error
+    return (getattr(cause, "strerror", None) or str(cause) or type(cause).__name__).lower()
 
 
 async def replay_scenario(scenario: m.Scenario, target: str | None = None, *,
