@@ -557,8 +557,13 @@ def test_request_routing_checks_path_query_headers_and_offered_protocol():
 
     index, hit = engine.match_request(Request("/other", (("v", "1"),), (), ("jsonrpc",)))
     assert index is None and "path" in hit.reason
-    index, hit = engine.match_request(Request("/rpc", (("v", "2"),), (), ("jsonrpc",)))
-    assert index is None and "query v" in hit.reason
+    index, other = engine.match_request(Request("/rpc", (("v", "2"),), (), ("jsonrpc",)))
+    assert index == 0 and other.ok  # a literal query value in the URL is an example
+    assert other.score < engine.match_request(Request("/rpc", (("v", "1"),), (),
+                                                      ("jsonrpc",)))[1].score
+    pinned = Engine(scenario(RPC.replace("?v=1", "\n  query v = 1")), S)
+    index, hit = pinned.match_request(Request("/rpc", (("v", "2"),), (), ("jsonrpc",)))
+    assert index is None and "query v: expected '1', got '2'" in hit.reason
     index, hit = engine.match_request(Request("/rpc", (("v", "1"),), (), ()))
     assert index is None and "did not offer subprotocol jsonrpc" in hit.reason
     index, hit = engine.match_request(Request("/rpc", (("v", "1"), ("x", "y")), (),

@@ -92,12 +92,18 @@ async def test_a_deviating_client_gets_1008_and_the_report(tmp_path):
 
 async def test_a_client_unlike_any_conn_line_is_refused_with_the_closest_reason(tmp_path):
     reports = []
-    async with serving(load_text(tmp_path, RPC), on_result=reports.append) as server:
+    pinned = RPC.replace("?v=1", "\n  query v = 1")  # a query line is required
+    async with serving(load_text(tmp_path, pinned), on_result=reports.append) as server:
         with pytest.raises(websockets.InvalidStatus) as refused:
-            async with websockets.connect(server.url + "/rpc?v=2"):
+            async with websockets.connect(server.url + "/rpc?v=2", subprotocols=["jsonrpc"]):
                 pass
-    assert refused.value.response.status_code == 404
+    response = refused.value.response
+    assert response.status_code == 404
+    assert response.body.decode() == ("wsreplay: no conn line takes this client: closest is "
+                                      f"conn rpc ({tmp_path}/s.wsr:2): query v: expected "
+                                      "'1', got '2'\n")
     assert "query v: expected '1', got '2'" in reports[0].failures[0].summary
+    assert reports[0].failures[0].pos.line == 2
 
 
 async def test_a_two_connection_scenario_is_one_run(tmp_path):

@@ -79,9 +79,11 @@ class Driver:
         the engine sends on it until :meth:`attach`."""
         self._awaited.add(conn)
 
-    def attach(self, conn: str, wire: Wire) -> None:
-        """A server-side connection is open (the engine has accepted it)."""
-        self._put(("attach", conn, wire))
+    def attach(self, conn: str, wire: Wire, read: bool = True) -> None:
+        """A server-side connection is open (the engine has accepted it). ``read`` False:
+        the wire already reads, into :meth:`on_message` (the mock server read the first
+        messages itself to choose the run)."""
+        self._put(("attach", conn, wire, read))
 
     def attach_failed(self, conn: str, reason: str) -> None:
         """The WebSocket for an accepted ``conn`` never came up."""
@@ -140,10 +142,11 @@ class Driver:
                     wire.start_reading(self.on_message)
                 engine.opened(conn, handshake, now)
             elif kind == "attach":
-                _, conn, wire = item
+                _, conn, wire, read = item
                 self._awaited.discard(conn)
                 self.wires[conn] = wire
-                wire.start_reading(self.on_message)
+                if read:
+                    wire.start_reading(self.on_message)
 
     async def _wait(self) -> None:
         if self._pending or self._closes:

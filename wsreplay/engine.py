@@ -27,11 +27,12 @@ Which message an expectation consumes, and when a run ends, is ``docs/language.m
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from . import model as m
 from .binary import render as render_binary
@@ -43,7 +44,7 @@ from .matchers import (MatchResult, answer_protocol, match_handshake, match_mess
 from .messages import Handshake, Kind, Message, Request
 from .outcome import Failure, Result
 from .parser import parse_duration
-from .program import FAST, Flat, Timing, check_lines, flatten
+from .program import FAST, Flat, Timing, check_lines, events_of, flatten
 from .template import TemplateError, render_json_source, render_json_value, render_text
 
 US = 1e-6
@@ -208,21 +209,42 @@ class Engine:
         else (None, the closest miss, if any)."""
         best: MatchResult | None = None
         chosen: int | None = None
-        try:
-            self._declare_leading()
-        except (ScenarioError, TemplateError) as exc:  # an env variable not set...
-            where = self.program[self.pc].pos
-            return None, MatchResult(False, {}, "$", f"{where}: {exc.message}", 0.0)
-        for index, connect in self.pending_connects():
-            try:
-                hit = match_request(connect, req, self.vars)
-            except TemplateError as exc:
-                hit = MatchResult(False, {}, "$", f"{connect.pos}: {exc.message}", 0.0)
+        for index, hit in self.match_requests(req):
             if hit.ok and (chosen is None or hit.score > best.score):
                 chosen, best = index, hit
             elif chosen is None and (best is None or hit.score > best.score):
                 best = hit
         return chosen, best
+
+    def match_requests(self, req: Request) -> list[tuple[int, MatchResult]]:
+        """Every pending ``conn`` line with how ``req`` matches it, in file order (index -1:
+        the run cannot take clients at all, with why)."""
+        try:
+            self._declare_leading()
+        except (ScenarioError, TemplateError) as exc:  # an env variable not set...
+            where = self.program[self.pc].pos
+            return [(-1, MatchResult(False, {}, "$", f"{where}: {exc.message}", 0.0))]
+        out = []
+        for index, connect in self.pending_connects():
+            try:
+                hit = match_request(connect, req, self.vars)
+            except TemplateError as exc:
+                hit = MatchResult(False, {}, "$", f"{connect.pos}: {exc.message}", 0.0)
+            out.append((index, hit))
+        return out
+
+    def conn_lines(self, index: int) -> Iterator[Flat]:
+        """The lines after the ``conn`` line at ``index`` that bear on its connection, up to
+        its next ``conn`` line: its message lines, ``unordered`` blocks holding some, and
+        the ``var``/``env`` lines between them. Pure: for a lookahead (wsreplay.dispatch)."""
+        name = self.program[index].name
+        for step in itertools.islice(self.program, index + 1, None):
+            if isinstance(step, m.Connect):
+                if step.name == name:
+                    return
+            elif isinstance(step, (m.Var, m.Env)) or any(e.conn == name
+                                                          for e in events_of(step)):
+                yield step
 
     def _declare_leading(self) -> None:
         """Take the ``var``, ``env`` and ``set`` lines before the first ``conn`` line now: a
@@ -239,16 +261,24 @@ class Engine:
         connect = self.program[index]
         if self.t0 is None:
             self.start(now - _at(connect, self.timing))
+        answer = self.answer(index, req, match)
         self.vars.update(match.captures)
         c = Conn(connect, index=index)
         self.conns[connect.name] = c
+        c.fire("open" if answer.status == 101 else "refuse")
+        return answer
+
+    def answer(self, index: int, req: Request, match: MatchResult) -> Answer:
+        """How the ``conn`` line at ``index`` would answer ``req`` (pure: nothing is
+        accepted; :meth:`accept` answers the same)."""
+        connect = self.program[index]
+        scope = {**self.vars, **match.captures}
         status = connect.expect_status or 101
-        c.fire("open" if status == 101 else "refuse")
-        protocol = answer_protocol(connect, req, self.vars)
+        protocol = answer_protocol(connect, req, scope)
         headers = []
         for name, template in connect.expect_headers:
             try:
-                headers.append((name, render_text(template, self.vars)))
+                headers.append((name, render_text(template, scope)))
             except TemplateError:
                 continue  # a marker says what to accept, not what to answer
         compress = connect.expect_compress if connect.expect_compress is not None \

@@ -459,17 +459,20 @@ def split_url(url: str) -> tuple[str, list[tuple[str, str]]]:
 def match_request(connect: m.Connect, req: Request,
                   variables: Mapping[str, Any]) -> MatchResult:
     """Whether a client's handshake ``req`` is the one a ``conn`` line describes (for the
-    mock server): the path and every query parameter the file gives must match, and the
-    subprotocol the server is to choose must be offered. Headers are a preference, not a
-    requirement (clients differ in User-Agent and the like): ``score`` rises with each
-    matching ``header`` line, so the best of several candidates can win. Raises
-    :class:`TemplateError` (e.g. an undefined variable)."""
+    mock server). Required: the path, every ``query`` line, every query value in the URL
+    that holds a placeholder, and the subprotocol the server is to choose being offered.
+    Preferred (``score`` rises with each one met, so the best of several candidates wins,
+    but a client is never refused for them): literal query values in the URL, which are
+    examples (a cache buster such as Engine.IO's ``t`` differs each run), and ``header``
+    lines (clients differ in User-Agent and the like). Raises :class:`TemplateError`
+    (e.g. an undefined variable)."""
     path, pairs = split_url(connect.url)
     hit = match_text(path, req.path, variables)
     if not hit.ok:
         return _miss(f"path: expected {path!r}, got {req.path!r}", "path", 0.0)
     captures = dict(hit.captures)
-    queries = pairs + list(connect.query)
+    examples = [(k, v) for k, v in pairs if "{{" not in v]
+    queries = [(k, v) for k, v in pairs if "{{" in v] + list(connect.query)
     for i, (key, template) in enumerate(queries):
         hit = _match_any(f"query {key}", f"query {key}", template,
                          [v for k, v in req.query if k == key], {**variables, **captures},
@@ -484,13 +487,13 @@ def match_request(connect: m.Connect, req: Request,
             return _miss(f"the client did not offer subprotocol {chosen} (offered: "
                          f"{' '.join(req.protocols) or 'none'})", "protocol", 0.5)
         captures.update(found[1])
-    matched = 0
+    matched = sum(value in [v for k, v in req.query if k == key] for key, value in examples)
     for key, template in connect.headers:
         hit = _match_any(f"request header {key}", f"header {key}", template,
                          _header_values(req.headers, key), {**variables, **captures}, 0.5)
         if hit.ok:
             matched += 1
             captures.update(hit.captures)
-    score = 0.6 + 0.4 * (matched / len(connect.headers) if connect.headers else 1.0)
+    wished = len(examples) + len(connect.headers)
+    score = 0.6 + 0.4 * (matched / wished if wished else 1.0)
     return MatchResult(True, captures, score=score)
-

@@ -102,6 +102,7 @@ class Result:
     sent: int = 0
     matched: int = 0
     peer: str | None = None
+    notes: list[str] = field(default_factory=list)  # how the mock server chose the run
 
     @property
     def passed(self) -> bool:
@@ -122,4 +123,5 @@ class Result:
             "peer": self.peer,
             "failures": [f.to_dict() for f in self.failures],
             "warnings": [f.to_dict() for f in self.warnings],
+            "notes": list(self.notes),
         }

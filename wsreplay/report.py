@@ -125,6 +125,7 @@ def render_result(result: Result, colour: bool = False, verbose: bool = False) -
     else:
         head = paint("FAIL", "red", colour) + f" {result.name} ({stats}{peer})"
     out = [head]
+    out += [f"  note: {note}" for note in result.notes]
     for failure in result.failures:
         out.append(_indent(render_failure(failure, result.side, colour)))
     for warning in result.warnings:

@@ -24,7 +24,8 @@ from aiohttp import hdrs, web
 
 from . import model as m
 from .driver import Driver
-from .engine import DEFAULT_TIMEOUT, Engine
+from .dispatch import MAX_MESSAGES, Candidate, Dispatch
+from .engine import DEFAULT_TIMEOUT, Answer, Engine
 from .loader import file_reader
 from .matchers import MatchResult
 from .messages import Request
@@ -34,6 +35,7 @@ from .replay import MAX_MESSAGE
 from .wire import GRACE, ServerLog, ServerWebSocket, Wire, upgrade_problem
 
 POLICY_VIOLATION = 1008
+DECIDE_WITHIN = 0.5  # seconds of a client's silence before its connection is decided
 
 
 @dataclass(eq=False)
@@ -43,6 +45,7 @@ class _Run:
     driver: Driver
     task: asyncio.Task | None = None
     peers: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -50,6 +53,8 @@ class _Slot:
     scenario: m.Scenario
     read_file: Callable | None
     finished: int = 0
+    started: int = 0
+    probe: Engine | None = None  # a fresh run's engine, matched against clients until used
 
 
 def request_of(request: web.Request) -> Request:
@@ -59,6 +64,48 @@ def request_of(request: web.Request) -> Request:
     return Request(request.path, tuple(request.query.items()), tuple(request.headers.items()),
                    tuple(p.strip() for p in offered.split(",") if p.strip()),
                    "permessage-deflate" in extensions)
+
+
+class _Inbox:
+    """Where a client's messages go while its connection is being decided; then to
+    ``target`` (the chosen run's driver)."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.target: Callable | None = None
+
+    async def deliver(self, conn: str, msg) -> None:
+        if self.target is not None:
+            await self.target(conn, msg)
+        else:
+            self.queue.put_nowait(msg)
+
+    def drain(self) -> list:
+        out = []
+        while not self.queue.empty():
+            out.append(self.queue.get_nowait())
+        return out
+
+
+def _socket(answer: Answer) -> ServerWebSocket:
+    ws = ServerWebSocket(
+        protocols=(answer.protocol,) if answer.protocol else (), autoclose=False,
+        autoping=False, compress=answer.compress, max_msg_size=MAX_MESSAGE,
+        decode_text=False, timeout=GRACE)
+    for name, value in answer.headers:
+        ws.headers.add(name, value)
+    return ws
+
+
+def _answerable(request: web.Request, answer: Answer) -> web.Request:
+    """``request`` for aiohttp to answer with ``answer``: when the mock answers no
+    subprotocol though the client offered some, without its offer (else aiohttp logs that
+    the offer does not "overlap server-known ones", though the answer is the scenario's)."""
+    if answer.protocol or hdrs.SEC_WEBSOCKET_PROTOCOL not in request.headers:
+        return request
+    headers = request.headers.copy()
+    headers.popall(hdrs.SEC_WEBSOCKET_PROTOCOL)
+    return request.clone(headers=headers)
 
 
 def _server_end(request: web.Request):
@@ -92,12 +139,15 @@ class MockServer:
                  env: Mapping[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT,
                  fail_close: int | None = POLICY_VIOLATION, once: bool = False,
                  on_result: Callable[[Result], None] | None = None,
-                 static: str | os.PathLike | None = None):
+                 static: str | os.PathLike | None = None,
+                 log: Callable[[str], None] | None = None,
+                 decide_within: float = DECIDE_WITHIN, max_buffered: int = MAX_MESSAGES):
         self.host, self._port = host, port
         self.static = Path(static).resolve() if static is not None else None
         self.timing, self.variables, self.timeout = timing, dict(variables or {}), timeout
         self.env = os.environ if env is None else env
         self.fail_close, self.once, self.on_result = fail_close, once, on_result
+        self.log, self.decide_within, self.max_buffered = log, decide_within, max_buffered
         self.slots = [_Slot(s, file_reader(s.path) if Path(s.path).is_file() else None)
                       for s in scenarios]
         for slot in self.slots:
@@ -156,57 +206,158 @@ class MockServer:
 
     # -- clients -------------------------------------------------------------------------
 
-    def _route(self, req: Request) -> tuple[_Run | None, int | None, MatchResult | None]:
-        for run in self.runs:
-            index, hit = run.engine.match_request(req)
-            if index is not None:
-                return run, index, hit
-        best: MatchResult | None = None
+    def _candidates(self, req: Request) -> tuple[list[Candidate], list[tuple]]:
+        """The pending ``conn`` lines ``req``'s handshake fits, in recorded order (runs
+        going on first, then a fresh run of each scenario, in file order; with ``once``,
+        none of a scenario already started), and the misses as (conn line or None, hit)."""
+        found: list[Candidate] = []
+        misses: list[tuple] = []
+        sources = [(run.engine, run) for run in self.runs]
         for slot in self.slots:
+            if not (self.once and slot.started):
+                slot.probe = slot.probe or self._engine(slot)
+                sources.append((slot.probe, slot))
+        for engine, owner in sources:
+            for index, hit in engine.match_requests(req):
+                if hit.ok:
+                    found.append(Candidate(engine, index, hit, owner))
+                else:
+                    misses.append((engine.program[index] if index >= 0 else None, hit))
+        return found, misses
+
+    def _take(self, cand: Candidate, req: Request) -> tuple[_Run, MatchResult] | None:
+        """The run to accept ``cand`` in (started now for a fresh one), with the match to
+        accept; None when that is no longer possible (another client took it, its run
+        ended)."""
+        owner = cand.owner
+        if isinstance(owner, _Run):
+            if owner in self.runs and not owner.engine.done and any(
+                    i == cand.index for i, _ in owner.engine.pending_connects()):
+                return owner, cand.hit
+            return None
+        slot: _Slot = owner
+        if self.once and slot.started:
+            return None
+        engine, hit = cand.engine, cand.hit
+        if slot.probe is engine:
+            slot.probe = None
+        else:  # another client started the probe meanwhile: a fresh run is the same
             engine = self._engine(slot)
-            index, hit = engine.match_request(req)
-            if index is not None:
-                run = _Run(slot, engine, Driver(engine))
-                self.runs.append(run)
-                run.task = asyncio.get_running_loop().create_task(self._drive(run))
-                return run, index, hit
-            if hit is not None and (best is None or hit.score > best.score):
-                best = hit
-        return None, None, best
+            hit = dict(engine.match_requests(req)).get(cand.index)
+            if hit is None or not hit.ok:
+                return None
+        slot.started += 1
+        run = _Run(slot, engine, Driver(engine))
+        self.runs.append(run)
+        run.task = asyncio.get_running_loop().create_task(self._drive(run))
+        return run, hit
+
+    def _commit(self, dispatch: Dispatch, req: Request) -> tuple[_Run, MatchResult] | None:
+        """Take the dispatch's choice (or the next one, when it is gone); None when every
+        candidate is out."""
+        while dispatch.chosen is not None:
+            taken = self._take(dispatch.chosen, req)
+            if taken is not None:
+                return taken
+            dispatch.withdraw(dispatch.chosen, "taken by another client, or its run ended")
+        return None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get(hdrs.UPGRADE, "").lower() != "websocket":
             if self.static is not None:
                 return self._static_file(request)
             return web.Response(status=426, text="wsreplay mock server: WebSocket only\n")
-        problem = upgrade_problem(request)
+        req = request_of(request)
+        problem = upgrade_problem(request, req.protocols)
         if problem:
             return web.Response(status=400, text=f"wsreplay mock server: {problem}\n")
-        req = request_of(request)
-        run, index, hit = self._route(req)
-        if run is None:
-            return self._reject(request, req, hit)
-        loop = asyncio.get_running_loop()
-        answer = run.engine.accept(index, req, hit, loop.time())
+        found, misses = self._candidates(req)
+        if not found:
+            return self._reject(request, misses)
+        since = asyncio.get_running_loop().time()
+        dispatch = Dispatch(found, req, max_messages=self.max_buffered)
+        if dispatch.chosen is None:
+            return await self._decide(request, req, dispatch, since)
+        taken = self._commit(dispatch, req)
+        if taken is None:
+            return self._reject(request, [(d.candidate.connect, MatchResult(
+                False, {}, None, d.why, d.candidate.hit.score)) for d in dispatch.dropped])
+        run, hit = taken
+        self._note(run, dispatch, request)
+        answer = run.engine.accept(dispatch.chosen.index, req, hit, since)
         run.peers.append(f"{request.remote} {request.path_qs}")
         if answer.status != 101:
             run.driver.poke()
             return web.Response(status=answer.status, headers=dict(answer.headers))
         run.driver.expect_wire(answer.conn)
-        ws = ServerWebSocket(
-            protocols=(answer.protocol,) if answer.protocol else (), autoclose=False,
-            autoping=False, compress=answer.compress, max_msg_size=MAX_MESSAGE,
-            decode_text=False, timeout=GRACE)
-        for name, value in answer.headers:
-            ws.headers.add(name, value)
+        ws = _socket(answer)
         try:
-            await ws.prepare(request)
+            await ws.prepare(_answerable(request, answer))
         except (ConnectionError, RuntimeError) as exc:
             run.driver.attach_failed(answer.conn, f"handshake failed: {exc}")
             return web.Response(status=499)  # the client left mid-handshake: reported already
         run.driver.attach(answer.conn, Wire(answer.conn, ws, _server_end(request)))
         await asyncio.shield(run.task)  # the connection lives as long as its run
         return ws
+
+    async def _decide(self, request: web.Request, req: Request, dispatch: Dispatch,
+                      since: float) -> web.StreamResponse:
+        """Several candidates: answer the handshake, read the client's messages until the
+        dispatch decides, then give the connection (and those messages) to the chosen run."""
+        ws = _socket(dispatch.answer)
+        try:
+            await ws.prepare(_answerable(request, dispatch.answer))
+        except (ConnectionError, RuntimeError):
+            return web.Response(status=499)  # the client left mid-handshake: no run touched
+        wire = Wire(dispatch.answer.conn, ws, _server_end(request))
+        inbox = _Inbox()
+        wire.start_reading(inbox.deliver)
+        while not dispatch.done:
+            try:
+                msg = await asyncio.wait_for(inbox.queue.get(), self.decide_within)
+            except asyncio.TimeoutError:
+                dispatch.expire()
+            else:
+                dispatch.feed(msg)
+        taken = self._commit(dispatch, req)
+        if taken is None:
+            await self._fail_alone(request, dispatch, wire)
+            return ws
+        run, hit = taken
+        self._note(run, dispatch, request)
+        chosen = dispatch.chosen
+        run.engine.accept(chosen.index, req, hit, since)
+        run.peers.append(f"{request.remote} {request.path_qs}")
+        wire.conn = chosen.connect.name
+        run.driver.attach(wire.conn, wire, read=False)
+        for msg in dispatch.buffered + inbox.drain():
+            run.driver.deliver(wire.conn, msg)
+        inbox.target = run.driver.on_message
+        await asyncio.shield(run.task)
+        return ws
+
+    def _note(self, run: _Run, dispatch: Dispatch, request: web.Request) -> None:
+        notes = dispatch.notes() if dispatch.dropped else []
+        run.notes += notes
+        if notes and self.log is not None:
+            self.log(f"client {request.path_qs}: " + "\n  ".join(notes))
+
+    async def _fail_alone(self, request: web.Request, dispatch: Dispatch, wire: Wire) -> None:
+        """Every candidate missed: the client's connection fails (1008), no run touched."""
+        closest = dispatch.closest
+        cand = closest.candidate
+        pos = cand.connect.pos
+        summary = (f"a client on {request.path_qs} matched no scenario connection; the "
+                   f"closest, {cand}, {closest.why}")
+        failure = Failure("mismatch" if closest.received is not None else "connect", summary,
+                          step=closest.step, conn=cand.connect.name, received=closest.received,
+                          path=closest.path, reason=closest.reason)
+        result = Result(pos.path, m.Side.SERVER, peer=f"{request.remote} {request.path_qs}",
+                        failures=[failure], notes=[f"dropped {d}" for d in dispatch.dropped])
+        self._record(result)
+        line = getattr(closest.step, "pos", pos).line
+        await wire.finish(self.fail_close or POLICY_VIOLATION,
+                          f"wsreplay: no scenario connection fits (closest: line {line})")
 
     def _static_file(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -221,15 +372,36 @@ class MockServer:
             return web.Response(status=404, text="wsreplay mock server: no such file\n")
         return web.FileResponse(target)
 
-    def _reject(self, request: web.Request, req: Request,
-                miss: MatchResult | None) -> web.Response:
-        why = miss.reason if miss is not None else "no scenario has a conn line left for it"
+    def _reject(self, request: web.Request, misses: list[tuple]) -> web.Response:
+        """No ``conn`` line takes the client: 404, saying why, and a failed Result naming
+        the closest conn line and the first difference."""
+        connect, miss = max(misses, key=lambda x: x[1].score) if misses else (None, None)
+        if miss is None:
+            why = "no scenario has a conn line left for it"
+        elif connect is None:
+            why = miss.reason
+        else:
+            why = (f"closest is conn {connect.name} ({connect.pos.path}:{connect.pos.line}): "
+                   f"{miss.reason}")
         summary = f"a client connected to {request.path_qs} unlike any conn line: {why}"
-        result = Result(f"{request.path_qs}", m.Side.SERVER, peer=str(request.remote),
-                        failures=[Failure("connect", summary, reason=why, path=miss and
-                                          miss.path)])
+        name = connect.pos.path if connect is not None else request.path_qs
+        result = Result(name, m.Side.SERVER, peer=f"{request.remote} {request.path_qs}",
+                        failures=[Failure("connect", summary, step=connect,
+                                          conn=connect and connect.name,
+                                          reason=miss and miss.reason,
+                                          path=miss and miss.path)])
         self._record(result)
-        return web.Response(status=404, text=f"wsreplay: {summary}\n")
+        return web.Response(status=404, text=f"wsreplay: no conn line takes this client: "
+                                             f"{why}\n")
+
+    def waiting_for(self) -> list[m.Connect]:
+        """The ``conn`` lines no client has come for yet: those runs going on wait for,
+        and every one of a scenario not started."""
+        out = [c for run in self.runs for _, c in run.engine.pending_connects()]
+        for slot in self.slots:
+            if not slot.started:
+                out += [c for c in slot.scenario.connections() if c not in out]
+        return out
 
     async def _drive(self, run: _Run) -> None:
         try:
@@ -238,6 +410,7 @@ class MockServer:
             self.runs.remove(run)
         result.name = run.slot.scenario.path
         result.peer = ", ".join(run.peers) or None
+        result.notes += run.notes
         run.slot.finished += 1
         self._record(result)
 
