@@ -15,7 +15,8 @@ from typing import Callable, Iterable
 from . import model as m
 from .binary import names as binary_names
 from .matchers import parse_ignore_path
-from .template import TemplateError, classify_json_string, json_strings, placeholders
+from .patterns import PatternError, compiled
+from .template import BadPattern, TemplateError, classify_json_string, json_strings, placeholders
 
 ERROR, WARNING = "error", "warning"
 # Codes an endpoint must never put in a close frame (RFC 6455 7.4.1; 1004 is reserved).
@@ -25,9 +26,12 @@ _NOT_ON_WIRE = {1004: "reserved", 1005: "no status code", 1006: "abnormal closur
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
+    """``refused``: replay and serve refuse the file before running (``check`` exits 2)."""
+
     pos: m.Pos
     message: str
     severity: str = ERROR
+    refused: bool = False
 
 
 class _Linter:
@@ -38,8 +42,9 @@ class _Linter:
         self.refused: set[str] = set()
         self.read_file = read_file
 
-    def report(self, pos: m.Pos, message: str, severity: str = ERROR) -> None:
-        self.out.append(Diagnostic(pos, message, severity))
+    def report(self, pos: m.Pos, message: str, severity: str = ERROR,
+               refused: bool = False) -> None:
+        self.out.append(Diagnostic(pos, message, severity, refused))
 
     # templates
 
@@ -47,7 +52,7 @@ class _Linter:
         try:
             found = placeholders(source)
         except TemplateError as exc:
-            self.report(pos, f"{where}: {exc.message}")
+            self.report(pos, f"{where}: {exc.message}", refused=isinstance(exc, BadPattern))
             return
         for ph in found:
             if ph.kind == "var" and ph.name not in self.variables:
@@ -63,7 +68,8 @@ class _Linter:
             try:
                 js = classify_json_string(string)
             except TemplateError as exc:
-                self.report(pos, f"{where} at {path}: {exc.message}")
+                self.report(pos, f"{where} at {path}: {exc.message}",
+                            refused=isinstance(exc, BadPattern))
                 continue
             if js.kind in ("single", "template"):
                 self.template(string, pos, f"{where} at {path}")
@@ -80,11 +86,11 @@ class _Linter:
                     self.report(pos, f"{exc.message}: write paths like $.a.b[0].c or $.items[*].id")
         elif isinstance(p, m.Regex):
             try:
-                compiled = re.compile(p.pattern)
-            except re.error as exc:
-                self.report(pos, f"bad regex: {exc}")
+                pattern = compiled(p.pattern)
+            except PatternError as exc:
+                self.report(pos, f"bad regex: {exc.message}", refused=True)
             else:
-                self.variables.update(compiled.groupindex)
+                self.variables.update(pattern.groupindex)
         elif isinstance(p, m.Binary) and p.template is not None:
             self.binary(p.template, pos)
         elif isinstance(p, (m.Ping, m.Pong)) and len(p.data) > 125:

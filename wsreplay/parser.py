@@ -26,6 +26,7 @@ from .binary import FORMS, parse_template
 from .errors import FormatVersionError, ScenarioError, ScenarioSyntaxError
 from .hints import hint_for
 from .template import TemplateError
+from .program import MAX_NESTING
 
 _US = 1_000_000
 _UNITS = {"us": 1, "ms": 1000, "s": _US, "m": 60 * _US}
@@ -512,7 +513,35 @@ def parse(text: str, path: str = "<memory>") -> m.Scenario:
             if isinstance(inner, _Fail):
                 raise _error_from_fail(inner, source, path) from None
             raise ScenarioSyntaxError(str(exc), m.Pos(path, 1, 1)) from None
-    return m.Scenario(_steps(items, first_nl), int(version), path)
+    steps = _steps(items, first_nl)
+    _check_nesting(steps, source, path)
+    return m.Scenario(steps, int(version), path)
+
+
+def _check_nesting(steps: tuple, source: str, path: str) -> None:
+    """Refuse blocks nested deeper than :data:`~wsreplay.program.MAX_NESTING`, at the first
+    such block in the file: everything that walks the model (the writer, ``walk``,
+    ``flatten``, the linter) recurses once per block, so this keeps them off Python's
+    recursion limit. Iterative itself: the parser builds any depth without recursing."""
+    first = None
+    stack = [(steps, 1)]
+    while stack:
+        body, depth = stack.pop()
+        for step in body:
+            if not isinstance(step, (m.Repeat, m.Unordered)):
+                continue
+            if depth > MAX_NESTING:
+                if first is None or step.pos.line < first.pos.line:
+                    first = step
+            else:
+                stack.append((step.steps, depth + 1))
+    if first is not None:
+        line = _line(source, first.pos.line)
+        col = len(line) - len(line.lstrip(" \t")) + 1
+        raise ScenarioSyntaxError(
+            f"blocks nest more than {MAX_NESTING} deep here: repeat and unordered blocks nest "
+            f"at most {MAX_NESTING} deep", m.Pos(path, first.pos.line, col),
+            source_line=line, hint="merge nested blocks (repeat 2 around repeat 3 is repeat 6)")
 
 
 @contextlib.contextmanager

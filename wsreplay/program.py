@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Callable
 
 from . import model as m
 from .errors import ScenarioError
-from .template import (TemplateError, classify_json_string, json_strings,
-                       placeholders)
+from .patterns import PatternError, compiled
+from .template import TemplateError, classify_json_string, json_strings, placeholders
 
 @dataclass(frozen=True, slots=True)
 class Timing:
@@ -50,9 +51,57 @@ RECORDED = Timing(True)
 
 Flat = m.Event | m.Connect | m.Var | m.Env | m.Setting | m.Unordered
 
+MAX_STEPS = 1_000_000  # in a run's program, repeats and includes expanded
+MAX_NESTING = 32  # blocks (repeat, unordered) inside one another, across includes
+MAX_INCLUDE_DEPTH = 16  # files including files
+
+Included = Callable[[m.Include, int], tuple[int, int]]
+
+
+def measure(steps: tuple[m.Step, ...], included: Included | None = None,
+            depth: int = 0) -> tuple[int, int]:
+    """``(size, height)`` of ``steps`` at block depth ``depth``: the number of steps they
+    expand to (a repeat's body times its count, an ``unordered`` block one step plus its
+    body) and how deep their blocks nest, computed without expanding anything.
+
+    ``included(step, depth)`` gives an include's ``(size, height)`` (None: includes count
+    nothing). Raises :class:`ScenarioError` at the step (a repeat, an include or a line)
+    that takes the size over :data:`MAX_STEPS`, or at a block nested deeper than
+    :data:`MAX_NESTING` (so the recursion here stays shallow).
+    """
+    total = height = 0
+    for step in steps:
+        if isinstance(step, (m.Comment, m.Blank)):
+            continue
+        if isinstance(step, (m.Repeat, m.Unordered)):
+            if depth >= MAX_NESTING:
+                raise ScenarioError(f"blocks nest more than {MAX_NESTING} deep here (repeat "
+                                    f"and unordered blocks nest at most {MAX_NESTING} deep)",
+                                    step.pos)
+            inner, below = measure(step.steps, included, depth + 1)
+            # repeat 0 still counts its body once: the loader expands includes inside it
+            size = inner * max(step.count, 1) if isinstance(step, m.Repeat) else inner + 1
+            height = max(height, below + 1)
+        elif isinstance(step, m.Include):
+            size, below = included(step, depth) if included is not None else (0, 0)
+            height = max(height, below)
+        else:
+            size = 1
+        total += size
+        if total > MAX_STEPS:
+            what = {m.Repeat: "this repeat", m.Include: "this include"}.get(type(step),
+                                                                            "this line")
+            raise ScenarioError(f"the run would hold more than {MAX_STEPS:,} steps once "
+                                f"repeats and includes are expanded ({what} takes it to "
+                                f"{total:,}): split the scenario or lower the counts",
+                                step.pos)
+    return total, height
+
 
 def flatten(steps: tuple[m.Step, ...]) -> list[Flat]:
-    """The steps a run walks, in order; raises :class:`ScenarioError` for what cannot run."""
+    """The steps a run walks, in order; raises :class:`ScenarioError` for what cannot run
+    (a program over :data:`MAX_STEPS` is refused before anything is expanded)."""
+    measure(steps)
     out: list[Flat] = []
     _flatten_into(steps, out)
     _check_connections(out)
@@ -105,19 +154,34 @@ def events_of(step: Flat) -> tuple[m.Event, ...]:
 
 def check_lines(program: list[Flat], side: m.Side) -> None:
     """Refuse, before the run, lines that can never work when playing ``side``: a regex or
-    a marker to send, an unknown marker anywhere; raises :class:`ScenarioError`."""
+    a marker to send, an unknown marker anywhere, a pattern RE2 cannot compile (in a line
+    or a rule); raises :class:`ScenarioError`."""
     for step in program:
         for event in events_of(step):
             try:
                 _check_event(event, side)
             except TemplateError as exc:
                 raise ScenarioError(exc.message, event.pos) from None
+        if isinstance(step, m.Connect):
+            for rule in step.rules:
+                for payload in (rule.match, rule.reply):
+                    if isinstance(payload, m.Regex):
+                        _check_pattern(payload.pattern, rule.pos)
+
+
+def _check_pattern(pattern: str, pos: m.Pos) -> None:
+    try:
+        compiled(pattern)
+    except PatternError as exc:
+        raise ScenarioError(f"bad regex: {exc.message}", pos) from None
 
 
 def _check_event(event: m.Event, side: m.Side) -> None:
     payload, sending = event.payload, event.side is side
     if isinstance(payload, m.Regex) and sending:
         raise TemplateError("a regex line only matches; it cannot be sent (write the text)")
+    if isinstance(payload, m.Regex):
+        _check_pattern(payload.pattern, event.pos)
     if isinstance(payload, m.Text):
         for ph in placeholders(payload.text):
             if sending and ph.marker is not None:

@@ -105,7 +105,10 @@ def _answerable(request: web.Request, answer: Answer) -> web.Request:
         return request
     headers = request.headers.copy()
     headers.popall(hdrs.SEC_WEBSOCKET_PROTOCOL)
-    return request.clone(headers=headers)
+    try:
+        return request.clone(headers=headers)
+    except UnicodeError:  # a header aiohttp cannot write back (not UTF-8): leave it be,
+        return request    # the log line is the lesser harm
 
 
 def _server_end(request: web.Request):

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
 
+from .patterns import Pattern, PatternError, compiled
+
 MARKERS = ("string", "number", "boolean", "null", "array", "object", "uuid", "any", "absent",
            "regex")
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
@@ -42,6 +44,10 @@ class TemplateError(ValueError):
         super().__init__(message)
         self.message = message
         self.offset = offset
+
+
+class BadPattern(TemplateError):
+    """RE2 refuses a pattern (``regex`` line, ``#regex`` marker, text template)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +86,13 @@ class Marker:
         return f"#{self.kind}" + (f" {self.pattern}" if self.pattern is not None else "")
 
 
-@lru_cache(maxsize=512)
-def compiled_regex(pattern: str) -> re.Pattern:
-    return re.compile(pattern, re.DOTALL)
+def compiled_regex(pattern: str) -> Pattern:
+    """``pattern`` compiled on RE2 (linear time; ``.`` matches newlines), from the package's
+    one cache; raises :class:`TemplateError` for a pattern RE2 refuses."""
+    try:
+        return compiled(pattern)
+    except PatternError as exc:
+        raise BadPattern(f"bad pattern: {exc.message}") from None
 
 
 @lru_cache(maxsize=1024)
@@ -96,9 +106,9 @@ def parse_marker(text: str) -> Marker:
         if not rest:
             raise TemplateError("#regex needs a pattern: #regex PATTERN")
         try:
-            compiled_regex(rest)
-        except re.error as exc:
-            raise TemplateError(f"bad pattern in #regex: {exc}") from None
+            compiled(rest)
+        except PatternError as exc:
+            raise BadPattern(f"bad pattern in #regex: {exc.message}") from None
         return Marker("regex", rest)
     if kind not in MARKERS or rest:
         hint = _did_you_mean(kind)
@@ -288,10 +298,10 @@ def _marker_regex(marker: Marker, offset: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TextPattern:
-    """A compiled text template: ``regex`` (fullmatch, DOTALL) and ``captures``, the
-    regex group name -> (variable name, marker) of each capture."""
+    """A compiled text template: ``regex`` (RE2, fullmatch, ``.`` matching newlines) and
+    ``captures``, the regex group name -> (variable name, marker) of each capture."""
 
-    regex: re.Pattern
+    regex: Pattern
     captures: tuple[tuple[str, str, Marker], ...]
 
     def match(self, text: str) -> dict[str, Any] | None:
@@ -311,7 +321,11 @@ def _typed(raw: str, marker: Marker) -> Any:
 
 def text_pattern(source: str, variables: Mapping[str, Any]) -> TextPattern:
     """The pattern a received text must match for template ``source``, with variables'
-    current values. Raises :class:`TemplateError` (undefined variable, bad marker)."""
+    current values. Raises :class:`TemplateError` (undefined variable, bad marker).
+
+    Literal text is escaped with ``re.escape``, whose output RE2 reads as the same literal;
+    the whole template is one RE2 pattern, so matching is linear in the text however many
+    ``#any`` it holds."""
     regex, captures = [], []
     for part in parts(source):
         if isinstance(part, str):
@@ -328,10 +342,7 @@ def text_pattern(source: str, variables: Mapping[str, Any]) -> TextPattern:
                 regex.append(f"(?P<{group}>{body})")
             else:
                 regex.append(f"(?:{body})")
-    try:
-        return TextPattern(re.compile("".join(regex), re.DOTALL), tuple(captures))
-    except re.error as exc:
-        raise TemplateError(f"bad pattern: {exc}") from None
+    return TextPattern(compiled_regex("".join(regex)), tuple(captures))
 
 
 # --- JSON strings ---------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""``wsreplay check FILE...``: parse and lint; exit 0 clean, 1 lint errors, 2 syntax or file errors."""
+"""``wsreplay check FILE...``: parse and lint; exit 0 clean, 1 lint errors, 2 syntax or file
+errors (and what replay and serve refuse before running: a pattern RE2 cannot compile, a file
+over the expansion or nesting limits)."""
 
 from __future__ import annotations
 
@@ -49,6 +51,8 @@ def check_file(name: str, defined: dict, quiet: bool = False) -> int:
         err = ScenarioError(f"{d.severity}: {d.message}", d.pos, source_line=text)
         print(err.render(), file=sys.stderr)
     errors = sum(d.severity == ERROR for d in diagnostics)
+    if any(d.refused for d in diagnostics):
+        return EXIT_USAGE  # replay and serve would refuse the file: a file error
     if not errors and not quiet:
         warnings = len(diagnostics)
         events = len(scenario.events())
