@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import random
+import uuid
+
 import pytest
 
 from wsreplay.engine import Close, Engine, Open, Send
@@ -448,25 +452,59 @@ def test_json_without_placeholders_is_sent_byte_for_byte():
     assert run.sent_texts() == ['{"b":1,   "a":[1,2]}']
 
 
-@pytest.mark.parametrize("line", [
-    'c > json {"id":"#string"}',
-    "c > text id={{#number}}",
-    "c > text id={{x = #number}}",
-    "c > regex ^a$",
+@pytest.mark.parametrize("line,why", [
+    ("c > regex ^a$", "a regex line only matches"),
+    ("c > text id={{#regex [0-9]+}}", "cannot be sent without an example"),
+    ("c > text id={{#number like ten}}", "does not accept its example"),
+    ('c > json {"n":"#number like \\"ten\\""}', "does not accept its example"),
+    ("c > text {{#array}}", "cannot be written in text"),
 ])
-def test_a_line_to_send_with_a_marker_is_refused_before_the_run(line):
+def test_a_line_that_cannot_be_sent_is_refused_before_the_run(line, why):
     with pytest.raises(ScenarioError) as err:
         Engine(scenario(f"conn c ws://h/\n{line}\n"), C)
     assert err.value.pos.line == 3
+    assert err.value.message.startswith("cannot replay: ") and why in err.value.message
 
 
-def test_markers_in_the_other_sides_lines_are_fine_when_serving_flips_sides():
+def test_markers_and_captures_on_sent_lines_send_values_and_bind_them():
+    run = Run("""
+        conn c ws://h/
+        c > json {"id":"{{id = #uuid}}","n":"#number","s":"#string like abc","gone":"#absent"}
+        c < json {"echo":"{{id}}"}
+        c > text n={{k = #number like 7}} again={{k}} {{#boolean}}
+    """, rng=random.Random(1))
+    sent = json.loads(run.sent_texts()[0])
+    assert set(sent) == {"id", "n", "s"} and sent["s"] == "abc"
+    assert uuid.UUID(sent["id"]).version == 4 and isinstance(sent["n"], int)
+    run.recv("c", json.dumps({"echo": sent["id"]}))
+    assert run.sent_texts()[1] == "n=7 again=7 true"
+    assert run.engine.vars["k"] == 7 and run.result.passed
+
+
+def test_a_capture_on_a_sent_line_takes_the_command_lines_value():
+    run = Run("""
+        conn c ws://h/
+        c > json {"sid":"{{sid = #string}}"}
+    """, variables={"sid": "fixed"})
+    assert run.sent_texts() == ['{"sid":"fixed"}']
+
+
+def test_a_repeat_sends_a_fresh_value_each_time():
+    run = Run("""
+        conn c ws://h/
+        repeat 3
+          c > text {{#uuid}}
+        end
+    """)
+    assert len(set(run.sent_texts())) == 3
+
+
+def test_markers_on_the_other_sides_lines_are_sent_when_serving():
     source = """
         conn c ws://h/
-        c < json {"id":"#string"}
+        c < json {"id":"{{id = #string like abc}}"}
     """
-    with pytest.raises(ScenarioError):
-        Engine(scenario(source), S)
+    Engine(scenario(source), S)
     Engine(scenario(source), C)
 
 

@@ -226,10 +226,10 @@ def test_retarget_replaces_scheme_and_host_only():
     assert retarget("ws://a/x", None) == "ws://a/x"
 
 
-async def test_an_unservable_scenario_raises_before_connecting(tmp_path):
+async def test_an_unplayable_scenario_raises_before_connecting(tmp_path):
     scenario = load_text(tmp_path, """
         conn a ws://127.0.0.1:1/
-        a > json {"id":"#uuid"}
+        a > json {"id":"#regex [0-9a-f]+"}
     """)
     with pytest.raises(ScenarioError):
         await replay_scenario(scenario)

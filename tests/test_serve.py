@@ -201,11 +201,11 @@ async def test_serving_recorded_timing_paces_the_server_lines(tmp_path):
 async def test_a_scenario_that_cannot_be_served_is_refused_at_construction(tmp_path):
     scenario = load_text(tmp_path, """
         conn a ws://h/
-        a < json {"id":"#uuid"}
+        a < regex [0-9]+
     """)
     with pytest.raises(ScenarioError) as err:
         MockServer([scenario])
-    assert err.value.pos.line == 3
+    assert err.value.pos.line == 3 and err.value.message.startswith("cannot serve: ")
 
 
 async def test_plain_http_gets_426(tmp_path):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import uuid
+
 import pytest
 
 from wsreplay.template import (Marker, TemplateError, classify_json_string, parse_marker,
@@ -49,8 +52,8 @@ def test_render_text_writes_strings_as_is_and_other_values_as_json():
 
 @pytest.mark.parametrize("source,message", [
     ("{{missing}}", "undefined variable 'missing'"),
-    ("{{#string}}", "cannot be sent"),
-    ("{{x = #string}}", "cannot be sent"),
+    ("{{#regex a+}}", "cannot be sent without an example"),
+    ("{{x = #number like ten}}", "does not accept its example"),
 ])
 def test_render_text_refuses_what_cannot_be_sent(source, message):
     with pytest.raises(TemplateError, match=message):
@@ -98,9 +101,58 @@ def test_render_json_source_rewrites_only_what_it_must():
     assert render_json_value(["{{n}}", {"k": "##x"}], {"n": None}) == [None, {"k": "#x"}]
 
 
-def test_render_json_refuses_markers():
-    with pytest.raises(TemplateError, match="cannot be sent"):
-        render_json_source('{"id":"#uuid"}', {})
+def test_render_json_refuses_markers_it_cannot_send():
+    with pytest.raises(TemplateError, match="cannot be sent without an example"):
+        render_json_source('{"id":"#regex [0-9]+"}', {})
+    with pytest.raises(TemplateError, match="object value only"):
+        render_json_value(["#absent"], {})
+
+
+def test_sending_markers_makes_values_of_their_type():
+    rng = random.Random(7)
+    bind: dict = {}
+    value = render_json_value({"s": "#string", "n": "#number", "b": "#boolean", "z": "#null",
+                               "a": "#array", "o": "#object", "u": "#uuid", "any": "#any",
+                               "gone": "#absent", "c": "{{c = #number}}"}, {}, bind, rng)
+    assert "gone" not in value and len(value["s"]) == 12 and value["s"].isalnum()
+    assert isinstance(value["n"], int) and 1 <= value["n"] < 2**31
+    assert (value["b"], value["z"], value["a"], value["o"], value["any"]) == \
+        (True, None, [], {}, None)
+    assert uuid.UUID(value["u"]).version == 4 and bind == {"c": value["c"]}
+
+
+@pytest.mark.parametrize("source,sent,bound", [
+    ("{{x = #number like 42}}", "42", 42),
+    ("{{x = #string like abc def}}", "abc def", "abc def"),
+    ("{{x = #regex [a-z]+ like abc}}", "abc", "abc"),
+    ("{{x = #regex a like b like ab like c}}", None, None),
+])
+def test_a_like_example_is_what_is_sent(source, sent, bound):
+    if sent is None:  # the last ` like ` starts the example: pattern `a like b like ab`
+        with pytest.raises(TemplateError, match="does not accept its example"):
+            render_text(source, {}, {})
+        return
+    bind: dict = {}
+    assert render_text(source, {}, bind) == sent and bind == {"x": bound}
+
+
+def test_examples_in_json_are_json_for_typed_markers():
+    bind: dict = {}
+    value = render_json_value({"n": "{{n = #number like 3.5}}", "o": '{{#object like {"a":1}}}',
+                               "s": "#string like 42", "any": "#any like [1]"}, {}, bind)
+    assert value == {"n": 3.5, "o": {"a": 1}, "s": "42", "any": [1]} and bind == {"n": 3.5}
+    with pytest.raises(TemplateError, match="is JSON"):
+        render_json_value("#number like ten", {})
+
+
+def test_matching_ignores_the_example():
+    assert text_pattern("id={{x = #number like 1}}", {}).match("id=99") == {"x": 99}
+
+
+def test_a_capture_sends_the_command_lines_value():
+    bind: dict = {}
+    assert render_text("{{sid = #string}}", {}, bind, overrides={"sid": "pinned"}) == "pinned"
+    assert render_json_source('{"absent":"#absent","k":1}', {}) == '{"k":1}'
 
 
 @pytest.mark.parametrize("text,value,ok", [

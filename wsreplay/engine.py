@@ -394,13 +394,19 @@ class Engine:
                variables: Mapping[str, Any] | None = None) -> Message:
         scope = self.vars if variables is None else variables
         if isinstance(payload, m.Text):
-            return Message.of_text(render_text(payload.text, scope))
+            bound: dict[str, Any] = {}
+            text = render_text(payload.text, scope, bound, self.rng, self.overrides)
+            self.vars.update(bound)  # what a capture sent, for later lines and the peer's
+            return Message.of_text(text)
         if isinstance(payload, m.Json):
-            return Message.of_text(render_json_source(payload.source, scope))
+            bound = {}
+            text = render_json_source(payload.source, scope, bound, self.rng, self.overrides)
+            self.vars.update(bound)
+            return Message.of_text(text)
         if isinstance(payload, m.Binary):
             if payload.template is None:
                 return Message.of_binary(payload.data)
-            bound: dict[str, bytes] = {}
+            bound = {}
             data = render_binary(payload.template, scope, bound, self.rng,
                                  overrides=self.overrides)
             self.vars.update(bound)  # what a capture sent, for later lines and the peer's

@@ -32,6 +32,7 @@ class Diagnostic:
     message: str
     severity: str = ERROR
     refused: bool = False
+    needle: str | None = None  # the text at fault, to put the caret on it in its line
 
 
 class _Linter:
@@ -43,8 +44,8 @@ class _Linter:
         self.read_file = read_file
 
     def report(self, pos: m.Pos, message: str, severity: str = ERROR,
-               refused: bool = False) -> None:
-        self.out.append(Diagnostic(pos, message, severity, refused))
+               refused: bool = False, needle: str | None = None) -> None:
+        self.out.append(Diagnostic(pos, message, severity, refused, needle))
 
     # templates
 
@@ -57,7 +58,8 @@ class _Linter:
         for ph in found:
             if ph.kind == "var" and ph.name not in self.variables:
                 self.report(pos, f"{where}: undefined variable {ph.name!r} (declare it with "
-                                 "`var` or `env`, pass --var, or capture it on an earlier line)")
+                                 "`var` or `env`, pass --var, or capture it on an earlier line)",
+                            refused=True, needle=source[ph.start:ph.end])
             elif ph.kind in ("marker", "capture") and not markers:
                 self.report(pos, f"{where}: a marker cannot stand here: it is never matched")
             if ph.kind == "capture":
@@ -112,7 +114,8 @@ class _Linter:
         for kind, name, _offset in found:
             if kind == "var" and name not in self.variables:
                 self.report(pos, f"hex: undefined variable {name!r} (declare it with `var` or "
-                                 "`env`, pass --var, or capture it on an earlier line)")
+                                 "`env`, pass --var, or capture it on an earlier line)",
+                            refused=True, needle="{{" + name)
             elif kind == "capture":
                 self.variables.add(name)
 

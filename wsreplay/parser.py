@@ -133,7 +133,17 @@ def _json(token: Token):
             line_off, col = exc.lineno, exc.colno  # content starts on the next line, column 1
         else:
             line_off, col = 0, token.column + exc.colno - 1
-        raise _Fail(f"invalid JSON: {msg}", token, (line_off, col)) from None
+        hint = None
+        bare = _BARE_PLACEHOLDER.search(text)
+        if bare is not None:
+            shown = bare.group().strip()
+            hint = (f"a placeholder in JSON is written inside a string: \"{shown}\" (the "
+                    "value keeps its type)")
+        raise _Fail(f"invalid JSON: {msg}", token, (line_off, col), hint) from None
+
+
+# ``{"id":{{n}}}``: a placeholder outside a JSON string (after `:`, `[` or `,`)
+_BARE_PLACEHOLDER = re.compile(r"(?<=[:\[,])\s*\{\{[^{}]*\}\}")
 
 
 def _json_value(token: Token):

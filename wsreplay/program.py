@@ -15,7 +15,8 @@ from typing import Callable
 from . import model as m
 from .errors import ScenarioError
 from .patterns import PatternError, compiled
-from .template import TemplateError, classify_json_string, json_strings, placeholders
+from .template import (TemplateError, check_sendable, classify_json_string, json_strings,
+                       placeholders)
 
 @dataclass(frozen=True, slots=True)
 class Timing:
@@ -153,20 +154,61 @@ def events_of(step: Flat) -> tuple[m.Event, ...]:
 
 
 def check_lines(program: list[Flat], side: m.Side) -> None:
-    """Refuse, before the run, lines that can never work when playing ``side``: a regex or
-    a marker to send, an unknown marker anywhere, a pattern RE2 cannot compile (in a line
-    or a rule); raises :class:`ScenarioError`."""
+    """Refuse, before the run, the first line that can never work when playing ``side``
+    (see :func:`unplayable`); raises :class:`ScenarioError`."""
+    problems = unplayable(program, side, first_only=True)
+    if problems:
+        raise problems[0]
+
+
+def side_verb(side: m.Side) -> str:
+    """``replay`` plays the client side, ``serve`` the server side."""
+    return "replay" if side is m.Side.CLIENT else "serve"
+
+
+def unplayable(program: list[Flat], side: m.Side,
+               first_only: bool = False) -> list[ScenarioError]:
+    """Every line that cannot be played from ``side``, in file order, as errors saying
+    ``cannot replay: why`` or ``cannot serve: why``: a ``regex`` line to send, a
+    ``#regex`` with no example to send, an example its marker rejects, an unknown marker
+    anywhere, a pattern RE2 cannot compile (in a line or a rule)."""
+    verb = side_verb(side)
+    out: list[ScenarioError] = []
+    seen: set[int] = set()
+
+    def note(message: str, pos: m.Pos) -> None:
+        out.append(ScenarioError(f"cannot {verb}: {message}", pos))
+
     for step in program:
         for event in events_of(step):
+            if id(event) in seen:  # a repeat expands to the same line many times
+                continue
+            seen.add(id(event))
             try:
                 _check_event(event, side)
+            except ScenarioError as exc:
+                note(exc.message, exc.pos)
             except TemplateError as exc:
-                raise ScenarioError(exc.message, event.pos) from None
-        if isinstance(step, m.Connect):
+                note(exc.message, event.pos)
+            if first_only and out:
+                return out
+        if isinstance(step, m.Connect) and id(step) not in seen:
+            seen.add(id(step))
             for rule in step.rules:
-                for payload in (rule.match, rule.reply):
-                    if isinstance(payload, m.Regex):
-                        _check_pattern(payload.pattern, rule.pos)
+                for payload, sending in ((rule.match, rule.side is side),
+                                         (rule.reply, rule.side is not side)):
+                    try:
+                        if isinstance(payload, m.Regex):
+                            _check_pattern(payload.pattern, rule.pos)
+                        elif payload is not None and rule.reply is not None:
+                            _check_payload(payload, sending)
+                    except ScenarioError as exc:
+                        note(exc.message, exc.pos)
+                    except TemplateError as exc:
+                        note(exc.message, rule.pos)
+            if first_only and out:
+                return out
+    return out
 
 
 def _check_pattern(pattern: str, pos: m.Pos) -> None:
@@ -178,21 +220,32 @@ def _check_pattern(pattern: str, pos: m.Pos) -> None:
 
 def _check_event(event: m.Event, side: m.Side) -> None:
     payload, sending = event.payload, event.side is side
-    if isinstance(payload, m.Regex) and sending:
-        raise TemplateError("a regex line only matches; it cannot be sent (write the text)")
     if isinstance(payload, m.Regex):
+        if sending:
+            raise TemplateError("a regex line only matches; it cannot be sent (write text "
+                                "with a pattern and an example: text {{#regex P like "
+                                "EXAMPLE}})")
         _check_pattern(payload.pattern, event.pos)
+    _check_payload(payload, sending)
+
+
+def _check_payload(payload: m.Payload, sending: bool) -> None:
     if isinstance(payload, m.Text):
         for ph in placeholders(payload.text):
             if sending and ph.marker is not None:
-                raise TemplateError(f"a marker ({ph.marker}) cannot be sent: markers only "
-                                    "match", ph.start)
+                _sendable(ph.marker, False)
     elif isinstance(payload, m.Json):
         value = payload.value if payload.value is not None else json.loads(payload.source)
         for _path, text in json_strings(value):
             js = classify_json_string(text)
-            if sending and (js.kind == "marker" or (js.placeholder and js.placeholder.marker)):
-                raise TemplateError(f"a marker ({js.marker or js.placeholder.marker}) cannot "
-                                    "be sent: markers only match")
+            marker = js.marker or (js.placeholder.marker if js.placeholder else None)
+            if sending and marker is not None:
+                _sendable(marker, True)
             if js.kind == "template":
-                placeholders(js.text)
+                for ph in placeholders(js.text):
+                    if sending and ph.marker is not None:
+                        _sendable(ph.marker, False)
+
+
+def _sendable(marker, in_json: bool) -> None:
+    check_sendable(marker, in_json)

@@ -20,7 +20,11 @@ the offset of the offending placeholder in the string.
 from __future__ import annotations
 
 import json
+import random
 import re
+import string
+import uuid
+from collections import ChainMap
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
@@ -57,6 +61,7 @@ class Marker:
 
     kind: str
     pattern: str | None = None
+    example: str | None = None
 
     def accepts(self, value: Any) -> bool:
         """Whether the JSON ``value`` is one this marker matches (``#absent`` never does:
@@ -101,6 +106,7 @@ def parse_marker(text: str) -> Marker:
     :class:`TemplateError` for an unknown marker or a bad pattern."""
     if not text.startswith("#"):
         raise TemplateError(f"not a marker: {text!r}")
+    text, example = _split_example(text)
     kind, _, rest = text[1:].partition(" ")
     if kind == "regex":
         if not rest:
@@ -109,12 +115,30 @@ def parse_marker(text: str) -> Marker:
             compiled(rest)
         except PatternError as exc:
             raise BadPattern(f"bad pattern in #regex: {exc.message}") from None
-        return Marker("regex", rest)
+        return Marker("regex", rest, example)
     if kind not in MARKERS or rest:
         hint = _did_you_mean(kind)
         raise TemplateError(f"unknown marker #{text[1:]}" + (f" (did you mean #{hint}?)"
                                                              if hint else ""))
-    return Marker(kind)
+    if kind == "absent" and example is not None:
+        raise TemplateError("#absent takes no example: sent, it leaves the key out")
+    return Marker(kind, None, example)
+
+
+_LIKE = " like "
+
+
+def _split_example(text: str) -> tuple[str, str | None]:
+    """``#number like 42`` -> ``("#number", "42")``: the last `` like `` starts the example
+    (so a ``#regex`` pattern may hold the word itself when an example follows it)."""
+    head, sep, tail = text.rpartition(_LIKE)
+    if sep and head.strip() and head.lstrip().startswith("#"):
+        if not tail.strip():
+            raise TemplateError("`like` needs an example: {{#number like 42}}")
+        return head.rstrip(), tail.strip()
+    if text.rstrip().endswith(" like"):
+        raise TemplateError("`like` needs an example: {{#number like 42}}")
+    return text, None
 
 
 def _did_you_mean(word: str) -> str | None:
@@ -252,26 +276,111 @@ def lookup(name: str, variables: Mapping[str, Any], offset: int = 0) -> Any:
     return value
 
 
-def _no_marker(ph: Placeholder) -> None:
-    if ph.kind in ("marker", "capture"):
-        raise TemplateError(f"a marker ({ph.marker}) cannot be sent: markers only match",
-                            ph.start)
+# --- sending: the value a marker or a capture sends -----------------------------------
+
+ABSENT = object()  # what ``"#absent"`` sends: the key is left out
+_RNG = random.Random()
+_ALNUM = string.ascii_letters + string.digits
+_JSON_EXAMPLES = ("number", "boolean", "null", "array", "object")
 
 
-def render_text(source: str, variables: Mapping[str, Any]) -> str:
-    """``source`` with every placeholder replaced (for sending). Raises
-    :class:`TemplateError` for a marker, a capture or an undefined variable."""
+def example_value(marker: Marker, in_json: bool) -> tuple[Any, str]:
+    """What ``marker``'s example (``like EXAMPLE``) sends: ``(value, text)``, the value a
+    capture binds and the text written into a text template. In a JSON value, examples of
+    ``#number #boolean #null #array #object`` are JSON (``#any``'s too when they parse);
+    the others are strings. Raises :class:`TemplateError` when the marker rejects it."""
+    raw = marker.example
+    if in_json:
+        value: Any = raw
+        if marker.kind in _JSON_EXAMPLES or marker.kind == "any":
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                if marker.kind != "any":
+                    raise TemplateError(f"the example of #{marker.kind} is JSON: {raw!r} is "
+                                        f"not (write {{{{#{marker.kind} like 42}}}})") from None
+        if not marker.accepts(value):
+            raise TemplateError(f"{marker} does not accept its example {raw!r}")
+        return value, value_as_text(value)
+    if marker.kind == "any":
+        return raw, raw
+    if compiled_regex(_marker_regex(marker, 0)).fullmatch(raw) is None:
+        raise TemplateError(f"{marker} does not accept its example {raw!r}")
+    return _typed(raw, marker), raw
+
+
+def fresh_value(marker: Marker, rng: random.Random | None = None,
+                in_json: bool = True) -> Any:
+    """A value of ``marker``'s type to send, new each time: 12 random letters and digits for
+    ``#string``, an integer in 1..2**31-1 for ``#number``, a random UUID4 for ``#uuid``,
+    ``true``, ``null``, ``[]``, ``{}``; ``#any`` sends ``null`` (in text: nothing) and
+    ``#absent`` :data:`ABSENT`. Raises :class:`TemplateError` for ``#regex`` (no example:
+    nothing can be made up that surely matches) and for what text cannot hold."""
+    rng = rng or _RNG
+    kind = marker.kind
+    if not in_json and kind in ("array", "object", "absent"):
+        raise TemplateError(f"#{kind} cannot be written in text (use a json line)")
+    if kind == "string":
+        return "".join(rng.choice(_ALNUM) for _ in range(12))
+    if kind == "number":
+        return rng.randint(1, 2**31 - 1)
+    if kind == "uuid":
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    if kind == "regex":
+        raise TemplateError(f"{marker} cannot be sent without an example: add one, as in "
+                            f"{{{{#regex {marker.pattern} like EXAMPLE}}}}")
+    return {"boolean": True, "null": None, "array": [], "object": {}, "absent": ABSENT,
+            "any": None if in_json else ""}[kind]
+
+
+def sent_value(marker: Marker, name: str | None, rng: random.Random | None,
+               overrides: Mapping[str, Any] | None, in_json: bool) -> tuple[Any, str]:
+    """``(value, text)`` a marker or capture sends: the command line's value of ``name``
+    (``--var``), else the example, else a fresh value."""
+    if name and overrides and name in overrides:
+        value = overrides[name]
+        return value, value_as_text(value)
+    if marker.example is not None:
+        return example_value(marker, in_json)
+    value = fresh_value(marker, rng, in_json)
+    return value, "" if value is ABSENT else value_as_text(value)
+
+
+def check_sendable(marker: Marker, in_json: bool) -> None:
+    """Raise :class:`TemplateError` when ``marker`` cannot be sent (``#regex`` with no
+    example, an example the marker rejects, a type text cannot hold)."""
+    if marker.example is not None:
+        example_value(marker, in_json)
+    else:
+        fresh_value(marker, random.Random(0), in_json)
+
+
+def render_text(source: str, variables: Mapping[str, Any], bind: dict | None = None,
+                rng: random.Random | None = None,
+                overrides: Mapping[str, Any] | None = None) -> str:
+    """``source`` with every placeholder replaced (for sending): a variable's value, and
+    for a marker or a capture the value :func:`sent_value` gives; a capture's value goes
+    into ``bind`` (when given) and is visible to the rest of the template. Raises
+    :class:`TemplateError` for an undefined variable or a marker that cannot be sent."""
     if "{{" not in source:
         return source
+    scope = variables if bind is None else ChainMap(bind, variables)
     out = []
     for part in parts(source):
         if isinstance(part, str):
             out.append(part)
         elif part.literal is not None:
             out.append(part.literal)
+        elif part.marker is None:
+            out.append(value_as_text(_lookup(part, scope)))
         else:
-            _no_marker(part)
-            out.append(value_as_text(_lookup(part, variables)))
+            try:
+                value, text = sent_value(part.marker, part.name, rng, overrides, False)
+            except TemplateError as exc:
+                raise TemplateError(exc.message, part.start) from None
+            out.append(text)
+            if part.name and bind is not None:
+                bind[part.name] = value
     return "".join(out)
 
 
@@ -380,21 +489,48 @@ def classify_json_string(value: str) -> JsonString:
     return JsonString("template", value)
 
 
-def render_json_value(value: Any, variables: Mapping[str, Any]) -> Any:
-    """A parsed JSON value with its placeholders replaced (for sending); object keys are
-    literal. Raises :class:`TemplateError` for markers and undefined variables."""
+def render_json_value(value: Any, variables: Mapping[str, Any], bind: dict | None = None,
+                      rng: random.Random | None = None,
+                      overrides: Mapping[str, Any] | None = None) -> Any:
+    """A parsed JSON value with its placeholders and markers replaced (for sending), as
+    :func:`render_text` does; ``"#absent"`` leaves its key out. Object keys are literal.
+    Raises :class:`TemplateError` for undefined variables and markers that cannot be
+    sent."""
+    if bind is None:
+        bind = {}
+    out = _render_json(value, variables, bind, rng, overrides)
+    if out is ABSENT:
+        raise TemplateError("#absent stands for a key left out: it is an object value only")
+    return out
+
+
+def _render_json(value: Any, variables: Mapping[str, Any], bind: dict,
+                 rng: random.Random | None, overrides: Mapping[str, Any] | None) -> Any:
     if isinstance(value, str):
         js = classify_json_string(value)
         if js.kind == "marker":
-            raise TemplateError(f"a marker ({js.marker}) cannot be sent: markers only match")
+            return sent_value(js.marker, None, rng, overrides, True)[0]
         if js.kind == "single":
-            _no_marker(js.placeholder)
-            return _lookup(js.placeholder, variables)
-        return js.text if js.kind == "literal" else render_text(js.text, variables)
+            ph = js.placeholder
+            if ph.marker is None:
+                return _lookup(ph, ChainMap(bind, variables))
+            sent = sent_value(ph.marker, ph.name, rng, overrides, True)[0]
+            if ph.name:
+                bind[ph.name] = sent
+            return sent
+        if js.kind == "literal":
+            return js.text
+        return render_text(js.text, variables, bind, rng, overrides)
     if isinstance(value, list):
-        return [render_json_value(v, variables) for v in value]
+        items = [_render_json(v, variables, bind, rng, overrides) for v in value]
+        if any(item is ABSENT for item in items):
+            raise TemplateError("#absent stands for a key left out: it is an object value "
+                                "only")
+        return items
     if isinstance(value, dict):
-        return {k: render_json_value(v, variables) for k, v in value.items()}
+        rendered = ((k, _render_json(v, variables, bind, rng, overrides))
+                    for k, v in value.items())
+        return {k: v for k, v in rendered if v is not ABSENT}
     return value
 
 
@@ -402,13 +538,21 @@ _STRING_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _AFTER_KEY = re.compile(r"\s*:")
 
 
-def render_json_source(source: str, variables: Mapping[str, Any]) -> str:
+def render_json_source(source: str, variables: Mapping[str, Any], bind: dict | None = None,
+                       rng: random.Random | None = None,
+                       overrides: Mapping[str, Any] | None = None) -> str:
     """The JSON text to send for ``source``: the source itself, byte for byte, where it
     holds no placeholder and no ``#``-string; otherwise the source with only those string
-    tokens rewritten (formatting kept). Raises :class:`TemplateError` (markers,
-    undefined variables)."""
+    tokens rewritten (formatting kept), or, when an ``"#absent"`` leaves a key out, the
+    value written compactly. Captures go into ``bind``, as :func:`render_text` says.
+    Raises :class:`TemplateError` (undefined variables, markers that cannot be sent)."""
     if "{{" not in source and '"#' not in source:
         return source
+    if bind is None:
+        bind = {}
+    if '"#absent' in source:
+        value = render_json_value(json.loads(source), variables, bind, rng, overrides)
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     out, last = [], 0
     for m in _STRING_TOKEN.finditer(source):
         if _AFTER_KEY.match(source, m.end()):
@@ -421,7 +565,7 @@ def render_json_source(source: str, variables: Mapping[str, Any]) -> str:
         except ValueError:
             continue
         try:
-            rendered = render_json_value(value, variables)
+            rendered = render_json_value(value, variables, bind, rng, overrides)
         except TemplateError as exc:
             raise TemplateError(exc.message, m.start() + 1 + exc.offset) from None
         out.append(source[last : m.start()])

@@ -7,9 +7,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .. import model as m
 from ..errors import ScenarioError, UsageError
 from ..lint import ERROR, lint
 from ..loader import file_reader, load
+from ..program import flatten, unplayable
 from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_var_option, parse_vars, print_error
 
 
@@ -21,6 +23,9 @@ def add_parser(sub) -> None:
     p.add_argument("files", nargs="+", metavar="FILE")
     add_var_option(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print problems only")
+    p.add_argument("--side", choices=("replay", "serve"),
+                   help="check that the file can be played from this side only (default: "
+                        "both: replay sends the > lines, serve the < lines)")
     p.set_defaults(func=run)
 
 
@@ -32,11 +37,11 @@ def run(args) -> int:
         return EXIT_USAGE
     worst = EXIT_OK
     for name in args.files:
-        worst = max(worst, check_file(name, defined, args.quiet))
+        worst = max(worst, check_file(name, defined, args.quiet, args.side))
     return worst
 
 
-def check_file(name: str, defined: dict, quiet: bool = False) -> int:
+def check_file(name: str, defined: dict, quiet: bool = False, side: str | None = None) -> int:
     """Check one file, print what is wrong; return its exit code."""
     try:
         scenario = load(name)
@@ -48,17 +53,39 @@ def check_file(name: str, defined: dict, quiet: bool = False) -> int:
     for d in diagnostics:
         source = lines.setdefault(d.pos.path, _lines(d.pos.path))
         text = source[d.pos.line - 1] if 0 < d.pos.line <= len(source) else None
-        err = ScenarioError(f"{d.severity}: {d.message}", d.pos, source_line=text)
+        pos = d.pos
+        if d.needle and text and d.needle in text:  # the caret on the text at fault
+            pos = m.Pos(pos.path, pos.line, text.index(d.needle) + 1)
+        err = ScenarioError(f"{d.severity}: {d.message}", pos, source_line=text)
         print(err.render(), file=sys.stderr)
     errors = sum(d.severity == ERROR for d in diagnostics)
     if any(d.refused for d in diagnostics):
         return EXIT_USAGE  # replay and serve would refuse the file: a file error
+    stuck = _unplayable(scenario, side)
+    for err in stuck:
+        source = lines.setdefault(err.pos.path, _lines(err.pos.path))
+        text = source[err.pos.line - 1] if 0 < err.pos.line <= len(source) else None
+        print(ScenarioError(err.message, err.pos, source_line=text).render(), file=sys.stderr)
+    if stuck:
+        return EXIT_USAGE  # replay or serve would refuse the file before running
     if not errors and not quiet:
         warnings = len(diagnostics)
         events = len(scenario.events())
         print(f"{name}: ok ({events} event{'s' * (events != 1)}"
               + (f", {warnings} warning{'s' * (warnings != 1)}" if warnings else "") + ")")
     return EXIT_FAILED if errors else EXIT_OK
+
+
+def _unplayable(scenario, side: str | None) -> list[ScenarioError]:
+    """The lines that cannot be played from each side (one side with ``side``)."""
+    try:
+        program = flatten(scenario.steps)
+    except ScenarioError:
+        return []  # the linter has said why the file cannot run at all
+    sides = [m.Side.CLIENT, m.Side.SERVER]
+    if side is not None:
+        sides = [m.Side.CLIENT if side == "replay" else m.Side.SERVER]
+    return [err for s in sides for err in unplayable(program, s)]
 
 
 def _lines(path: str) -> list[str]:
