@@ -90,3 +90,45 @@ def test_usage_errors_exit_2():
     assert run("check").returncode == 2
     assert run("frobnicate").returncode == 2
     assert run("check", "--var", "novalue", "x.wsr").returncode == 2
+
+
+def test_check_tells_per_side_what_cannot_be_played(tmp_path):
+    path = tmp_path / "sides.wsr"
+    path.write_text("wsreplay 1\nconn c ws://h/x\nc > text id={{#regex [0-9]+}}\n"
+                    "c < regex ^ok$\nc < json {\"id\":\"{{id = #uuid}}\"}\n")
+    both = run("check", str(path))
+    assert both.returncode == 2 and "Traceback" not in both.stderr
+    assert f"{path}:3:1: cannot replay: #regex [0-9]+ cannot be sent without an example" \
+        in both.stderr
+    assert f"{path}:4:1: cannot serve: a regex line only matches" in both.stderr
+    assert ":5:" not in both.stderr  # a typed marker can be sent: a fresh UUID
+    served = run("check", "--side", "serve", str(path))
+    assert served.returncode == 2 and "cannot replay" not in served.stderr
+    path.write_text("wsreplay 1\nconn c ws://h/x\nc > text id={{#regex [0-9]+ like 42}}\n")
+    assert run("check", str(path)).returncode == 0
+
+
+def test_an_undefined_variable_is_a_file_error_at_its_placeholder(tmp_path):
+    path = tmp_path / "undef.wsr"
+    path.write_text("wsreplay 1\nconn c ws://h/x\nc > text hello {{nobody}}\n")
+    result = run("check", str(path))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"{path}:3:16: error: text: undefined variable 'nobody'")
+    assert "\n  c > text hello {{nobody}}\n                 ^\n" in result.stderr
+
+
+def test_a_bare_placeholder_in_json_gets_the_quoted_form_as_hint(tmp_path):
+    path = tmp_path / "bare.wsr"
+    path.write_text('wsreplay 1\nconn c ws://h/x\nc > json {"id":{{n}}}\n')
+    result = run("check", str(path))
+    assert result.returncode == 2
+    assert 'hint: a placeholder in JSON is written inside a string: "{{n}}" (the value ' \
+           'keeps its type)' in result.stderr
+
+
+def test_a_file_payload_that_is_not_a_regular_file_is_refused(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    path = tmp_path / "fifo.wsr"
+    path.write_text("wsreplay 1\nconn c ws://h/x\nc > file pipe\n")
+    result = run("check", str(path))  # reading a FIFO would block: it must not be opened
+    assert result.returncode == 2 and "it is a FIFO" in result.stderr

@@ -103,7 +103,7 @@ class _Linter:
             try:
                 self.read_file(p.path, pos)
             except Exception as exc:  # ScenarioError or OSError: both are the file's fault
-                self.report(pos, getattr(exc, "message", str(exc)))
+                self.report(pos, getattr(exc, "message", str(exc)), refused=True)
 
     def binary(self, source: str, pos: m.Pos) -> None:
         try:
