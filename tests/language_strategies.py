@@ -43,7 +43,8 @@ def json_sources(draw):
 def json_payloads():
     paths = st.lists(st.sampled_from(["$.ts", "$.a.b", "$.items[*].id", "$[0]", '$["a.b"]']),
                      max_size=3, unique=True).map(tuple)
-    return st.builds(m.Json, source=json_sources(), subset=st.booleans(), ignore=paths)
+    return st.builds(m.Json, source=json_sources(), subset=st.booleans(), ignore=paths,
+                     codec=st.sampled_from(["json", "msgpack", "cbor"]))
 
 
 @st.composite

@@ -87,7 +87,8 @@ def playable(draw) -> str:
             lines.append(f"{conn} {side} text {word} {{{{{draw(st.sampled_from(_MARKERS))}}}}}")
         elif kind == "json":
             marker = draw(st.sampled_from(_MARKERS + ["#array", "#object", "#absent"]))
-            lines.append(f'{conn} {side} json {{"w":"{word}","v":"{marker}"}}')
+            codec = draw(st.sampled_from(["json", "msgpack", "cbor"]))
+            lines.append(f'{conn} {side} {codec} {{"w":"{word}","v":"{marker}"}}')
         elif kind == "capture":
             name = draw(_NAMES)
             marker = draw(st.sampled_from(["#string", "#number", "#uuid"]))

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from . import model as m
 from .binary import render as render_binary
+from .codecs import encode
 from .connection import CAN_SEND, ENDED, Conn, S
 from .diagnose import closed_failure, leftover_failure, mismatch_failure, missing_failure
 from .errors import ScenarioError
@@ -398,6 +399,12 @@ class Engine:
             text = render_text(payload.text, scope, bound, self.rng, self.overrides)
             self.vars.update(bound)  # what a capture sent, for later lines and the peer's
             return Message.of_text(text)
+        if isinstance(payload, m.Json) and payload.codec != "json":
+            bound = {}
+            value = payload.value if payload.value is not None else json.loads(payload.source)
+            value = render_json_value(value, scope, bound, self.rng, self.overrides)
+            self.vars.update(bound)
+            return Message.of_binary(encode(payload.codec, value))
         if isinstance(payload, m.Json):
             bound = {}
             text = render_json_source(payload.source, scope, bound, self.rng, self.overrides)

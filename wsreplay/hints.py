@@ -7,7 +7,8 @@ import re
 
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-KINDS = ["text", "json", "regex", "hex", "b64", "file", "ping", "pong", "close", "drop", "silence"]
+KINDS = ["text", "json", "msgpack", "cbor", "regex", "hex", "b64", "file", "ping", "pong", "close",
+         "drop", "silence"]
 LINE_STARTS = ["conn", "var", "env", "set", "include", "unordered", "repeat", "end"]
 HANDSHAKE = ["query", "header", "protocol", "compress", "expect", "ignore", "on", "reply",
              "leftover"]
@@ -112,5 +113,7 @@ def _kind_hint(kind: str) -> str | None:
         "close": "close takes an optional numeric code, then an optional reason: close 1000 bye",
         "silence": "silence takes a duration: silence 500ms",
         "json": "json [subset] [ignore $.path,...] then the JSON",
+        "msgpack": "msgpack [subset] [ignore $.path,...] then the value, written as JSON",
+        "cbor": "cbor [subset] [ignore $.path,...] then the value, written as JSON",
         "drop": "drop takes nothing after it",
     }.get(kind)

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Mapping
 import orjson
 
 from . import model as m
+from .codecs import CodecError, decode
 from .messages import Handshake, Kind, Message, Request
 from .template import (Marker, TemplateError, compiled_regex, classify_json_string, join_path,
                        lookup, text_pattern)
@@ -65,10 +66,20 @@ def match_message(payload: m.Payload, msg: Message, variables: Mapping[str, Any]
     which is about time). Raises :class:`TemplateError` when the line itself is wrong
     (undefined variable, bad marker) and ``OSError`` when a ``file`` cannot be read."""
     want = _KIND_OF[type(payload)]
+    encoded = isinstance(payload, m.Json) and payload.codec != "json"
+    if encoded:
+        want = Kind.BINARY
     if msg.kind is not want:
         got = msg.kind.value
-        return _miss(f"expected a {_NAME_OF[type(payload)]} message, got a {got}"
+        name = f"binary ({payload.codec})" if encoded else _NAME_OF[type(payload)]
+        return _miss(f"expected a {name} message, got a {got}"
                      + (" message" if msg.is_data else ""))
+    if encoded:
+        try:
+            value = decode(payload.codec, msg.data)
+        except CodecError as exc:
+            return _miss(exc.reason)
+        return match_json_value(payload, value, variables)
     if want is Kind.TEXT:
         try:
             text = msg.text
@@ -183,6 +194,12 @@ def match_json(payload: m.Json, text: str, variables: Mapping[str, Any]) -> Matc
         got = parse_received_json(text)
     except ValueError as exc:
         return _miss(f"not JSON ({str(exc).splitlines()[0]})")
+    return match_json_value(payload, got, variables)
+
+
+def match_json_value(payload: m.Json, got: Any, variables: Mapping[str, Any]) -> MatchResult:
+    """A received value (parsed JSON, or a decoded MessagePack or CBOR frame) against a
+    ``json``-like line."""
     walk = _JsonWalk(variables, payload.subset, [parse_ignore_path(p) for p in payload.ignore])
     walk.compare(_expected_json(payload.source), got, ())
     if walk.diffs:

@@ -70,13 +70,15 @@ class Json:
     ``source`` is the JSON text as written (and, with no placeholders or markers, the exact
     text sent). ``value`` is its parse, kept for matching. ``subset`` allows extra keys in
     received objects; ``ignore`` lists JSONPath-like paths (``$.ts``, ``$.items[*].id``)
-    left out of the comparison.
+    left out of the comparison. ``codec`` ``msgpack`` or ``cbor``: the message is binary,
+    that encoding of the value (``wsreplay.codecs``).
     """
 
     source: str
     value: Any = field(compare=False, default=None)
     subset: bool = False
     ignore: tuple[str, ...] = ()
+    codec: str = "json"  # "msgpack" or "cbor": the same value, in a binary message
 
 
 @dataclass(frozen=True, slots=True)

@@ -353,8 +353,8 @@ class _Build(Transformer):
             value = _Value(value, tok.line, tok.column + match.start(6))
         if kind == "text" and value is not None and value[0] != '"':
             payload = m.Text(str(value))  # the bulk of recordings: plain inline text
-        elif kind == "json":
-            payload = m.Json(str(value), _json(value))
+        elif kind in _JSON_KINDS:
+            payload = m.Json(str(value), _json(value), codec=kind)
         elif kind == "close":
             payload = self.close(_close_parts(value))[0]
         else:
@@ -373,12 +373,19 @@ class _Build(Transformer):
     def regex(self, c):
         return (m.Regex(_text_value(c[0])),)
 
-    def json(self, c):
+    def json(self, c, codec: str = "json"):
         subset, ignore, paths, value = c
         ignored = tuple(p for p in str(paths).split(",") if p) if paths is not None else ()
         if ignore is not None and not ignored:
             _fail("ignore takes JSONPath-like paths such as $.ts,$.items[*].id", ignore)
-        return (m.Json(_json_source(value), _json(value), subset is not None, ignored),)
+        return (m.Json(_json_source(value), _json(value), subset is not None, ignored,
+                       codec),)
+
+    def msgpack(self, c):
+        return self.json(c, "msgpack")
+
+    def cbor(self, c):
+        return self.json(c, "cbor")
 
     def hex(self, c):
         template = _binary_template(c[0])
@@ -415,6 +422,7 @@ class _Build(Transformer):
 
 
 _SIDES = {">": m.Side.CLIENT, "<": m.Side.SERVER}
+_JSON_KINDS = ("json", "msgpack", "cbor")
 
 
 class _Value(str):

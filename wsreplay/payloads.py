@@ -15,6 +15,7 @@ from typing import Callable
 import orjson
 
 from . import model as m
+from .codecs import CODECS, encode, recordable
 
 HEX_MAX = 64  # binary messages up to this size are written in hex, larger ones in base64
 
@@ -149,6 +150,38 @@ def text_payload(data: bytes, secret: Callable[[str, str], str] | None = None,
         else:
             return m.Json(json_template(text, secret, fields))
     return m.Text(escape_template(text))
+
+
+CODEC_MAX = 1 << 16  # bigger binary frames are written as they are, never decoded
+
+
+def codec_order(protocol: str | None) -> tuple[str, ...]:
+    """The codecs to try on a connection's binary frames: the one its negotiated subprotocol
+    names first (``msgpack``/``messagepack``, ``cbor``), else MessagePack then CBOR."""
+    low = (protocol or "").lower()
+    if "cbor" in low and "msgpack" not in low and "messagepack" not in low:
+        return ("cbor", "msgpack")
+    return CODECS
+
+
+def codec_payload(data: bytes, codecs: tuple[str, ...] = CODECS,
+                  secret: Callable[[str, str], str] | None = None,
+                  fields: frozenset[str] = frozenset()) -> m.Json | None:
+    """A ``msgpack`` or ``cbor`` payload standing for exactly the binary frame ``data`` (a map
+    or array that JSON can hold and that encodes back to the same bytes, also once written
+    and read back), secrets in ``fields`` redacted through ``secret``; None otherwise."""
+    for codec in codecs:
+        value = recordable(codec, data)
+        if value is None:
+            continue
+        try:
+            text = orjson.dumps(value).decode("utf-8")
+            if encode(codec, orjson.loads(text)) != data:  # as the file will give it back
+                continue
+        except (TypeError, ValueError, orjson.JSONEncodeError):
+            continue
+        return m.Json(json_template(text, secret, fields), codec=codec)
+    return None
 
 
 def binary_payload(data: bytes) -> m.Binary:

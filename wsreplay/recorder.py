@@ -27,7 +27,9 @@ from typing import Callable, Iterable
 from pybase64 import b64encode
 
 from . import model as m
-from .payloads import HEX_MAX, BadText, escape_template, one_line_payload, text_payload
+from .codecs import CODECS
+from .payloads import (CODEC_MAX, HEX_MAX, BadText, codec_order, codec_payload, escape_template,
+                       one_line_payload, text_payload)
 from .sink import PAGE, Sink, _Unwritten
 from .writer import HEADER, format_payload, format_step, format_time
 
@@ -280,6 +282,7 @@ class ConnectionRecord:
         self._pending_env: list[str] = []
         self.messages_seen = 0
         self.closed = False
+        self.codecs = CODECS  # tried in order on a binary frame; the subprotocol's first
 
     def _now(self) -> int:
         return max(0, round((self.recorder.clock() - self.sink.t0) * 1_000_000))
@@ -323,6 +326,7 @@ class ConnectionRecord:
 
     def connect_step(self, hs: Handshake) -> m.Connect:
         """The ``conn`` step for ``hs``, secrets replaced by variables."""
+        self.codecs = codec_order(hs.protocol)
         hs = _readable(hs)
         url, query = self._url(hs.url)
         headers = tuple((k, self._header_value(k, v)) for k, v in hs.headers)
@@ -381,7 +385,11 @@ class ConnectionRecord:
         for i, msg in enumerate(batch):
             opcode, data = msg[0], msg[1]
             if opcode == OP_BINARY:
-                if len(data) > HEX_MAX:  # the big case: base64 bytes, joined once, never decoded
+                coded = codec_payload(data, self.codecs, secret, fields) \
+                    if len(data) <= CODEC_MAX else None
+                if coded is not None:
+                    line = f"{head}{format_payload(coded, one_line=True)}\n".encode()
+                elif len(data) > HEX_MAX:  # the big case: base64 bytes, joined once, never decoded
                     line = b"".join((head.encode(), b"b64 ", b64encode(data), b"\n"))
                 else:
                     line = f"{head}hex {data.hex()}\n".encode() if data else f"{head}hex\n".encode()

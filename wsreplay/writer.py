@@ -90,7 +90,7 @@ def format_payload(p: m.Payload, one_line: bool = False) -> str:
         opts = "subset " if p.subset else ""
         if p.ignore:
             opts += "ignore " + ",".join(p.ignore) + " "
-        return f"json {opts}{_block_or_inline(p.source)}"
+        return f"{p.codec} {opts}{_block_or_inline(p.source)}"
     if isinstance(p, m.Regex):
         return _kind("regex", _text(p.pattern))
     if isinstance(p, m.Binary):

@@ -1,0 +1,129 @@
+"""Self-describing binary encodings compared by meaning: MessagePack and CBOR. Pure.
+
+A ``msgpack`` or ``cbor`` line holds a JSON value (with markers, placeholders, ``subset``,
+``ignore``, exactly as a ``json`` line); the message is binary. :func:`decode` turns a received
+frame into the JSON-like value the JSON comparison walks, :func:`encode` a rendered value into
+the frame to send, and :func:`recordable` tells the recorder whether a frame can be written in
+that form, byte for byte: it decodes to a value JSON can hold, and encoding that value again
+gives the very same bytes.
+
+What JSON cannot hold -- MessagePack ``bin`` and extension types, CBOR tags, byte strings and
+``undefined``, map keys that are not strings, NaN and infinities -- makes a frame *not
+representable*: a mismatch with a reason, never an exception. Nesting is bounded
+(:data:`MAX_DEPTH`), so a hostile frame cannot exhaust the stack of the walkers after it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cbor2
+import msgpack
+
+CODECS = ("msgpack", "cbor")
+MAX_DEPTH = 256
+
+
+class CodecError(ValueError):
+    """A frame that does not decode, or decodes to what JSON cannot hold; ``reason`` says
+    which."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def decode(codec: str, data: bytes) -> Any:
+    """The JSON-like value of the ``codec`` frame ``data``; raises :class:`CodecError`."""
+    try:
+        if codec == "msgpack":
+            value = msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True,
+                                    timestamp=0)
+        elif codec == "cbor":
+            value = cbor2.loads(data)
+        else:
+            raise CodecError(f"unknown codec {codec!r}")
+    except CodecError:
+        raise
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError,
+            msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
+            cbor2.CBORDecodeError) as exc:
+        raise CodecError(f"not {_NAME[codec]}: {_short(exc)}") from None
+    _check(codec, value)
+    return value
+
+
+def encode(codec: str, value: Any) -> bytes:
+    """``value`` (JSON-like) as a ``codec`` frame: MessagePack with the str/bin types
+    apart, CBOR as ``cbor2`` writes it (shortest forms)."""
+    if codec == "msgpack":
+        return msgpack.packb(value, use_bin_type=True)
+    if codec == "cbor":
+        return cbor2.dumps(value)
+    raise CodecError(f"unknown codec {codec!r}")
+
+
+def recordable(codec: str, data: bytes) -> Any | None:
+    """The value to record ``data`` as, in ``codec``: when it decodes to a map or an array
+    JSON can hold and encodes back to the same bytes; else None."""
+    if not data or not _container_head(codec, data[0]):
+        return None
+    try:
+        value = decode(codec, data)
+        same = encode(codec, value) == data
+    except (CodecError, ValueError, TypeError, OverflowError):
+        return None
+    return value if same and isinstance(value, (dict, list)) else None
+
+
+_NAME = {"msgpack": "MessagePack", "cbor": "CBOR"}
+
+
+def _container_head(codec: str, first: int) -> bool:
+    if codec == "msgpack":  # fixmap, fixarray, array 16/32, map 16/32
+        return 0x80 <= first <= 0x9F or first in (0xDC, 0xDD, 0xDE, 0xDF)
+    return 0x80 <= first <= 0xBF  # CBOR major types 4 (array) and 5 (map)
+
+
+def _check(codec: str, value: Any) -> None:
+    """Raise :class:`CodecError` for what JSON cannot hold, or nesting past MAX_DEPTH;
+    iterative, so depth costs no stack."""
+    stack: list[tuple[Any, int, str]] = [(value, 0, "$")]
+    while stack:
+        item, depth, path = stack.pop()
+        if depth > MAX_DEPTH:
+            raise CodecError(f"{_NAME[codec]} nested deeper than {MAX_DEPTH}")
+        if item is None or isinstance(item, (bool, int, str)):
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise CodecError(f"{path}: {item} is not a JSON number")
+            continue
+        if isinstance(item, list):
+            stack.extend((v, depth + 1, f"{path}[{i}]") for i, v in enumerate(item))
+            continue
+        if isinstance(item, dict):
+            for key, v in item.items():
+                if not isinstance(key, str):
+                    raise CodecError(f"{path}: a map key {key!r} is not a string")
+                stack.append((v, depth + 1, f"{path}.{key}"))
+            continue
+        raise CodecError(f"{path}: {_kind(item)} has no JSON form")
+
+
+def _kind(item: Any) -> str:
+    if isinstance(item, (bytes, bytearray)):
+        return "a byte string"
+    if isinstance(item, msgpack.ExtType):
+        return f"an extension type {item.code}"
+    if isinstance(item, cbor2.CBORTag):
+        return f"a CBOR tag {item.tag}"
+    if item is cbor2.undefined:
+        return "undefined"
+    return f"a {type(item).__name__}"
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= 80 else text[:79] + "…"
