@@ -157,11 +157,16 @@ CODEC_MAX = 1 << 16  # bigger binary frames are written as they are, never decod
 
 def codec_order(protocol: str | None) -> tuple[str, ...]:
     """The codecs to try on a connection's binary frames: the one its negotiated subprotocol
-    names first (``msgpack``/``messagepack``, ``cbor``), else MessagePack then CBOR."""
+    names first (``msgpack``/``messagepack``, ``cbor``); none when it names another protocol
+    (``mqtt``: its packets are not MessagePack, even when a byte reads as one); else
+    MessagePack then CBOR."""
     low = (protocol or "").lower()
-    if "cbor" in low and "msgpack" not in low and "messagepack" not in low:
+    msgpack, cbor = "msgpack" in low or "messagepack" in low, "cbor" in low
+    if cbor and not msgpack:
         return ("cbor", "msgpack")
-    return CODECS
+    if msgpack or not low:
+        return CODECS
+    return ()
 
 
 def codec_payload(data: bytes, codecs: tuple[str, ...] = CODECS,
@@ -172,8 +177,8 @@ def codec_payload(data: bytes, codecs: tuple[str, ...] = CODECS,
     and read back), secrets in ``fields`` redacted through ``secret``; None otherwise."""
     for codec in codecs:
         value = recordable(codec, data)
-        if value is None:
-            continue
+        if value is None or (not value and len(data) < 2):
+            continue  # a lone 0x90 or 0x80 (an empty container) is more often not the codec
         try:
             text = orjson.dumps(value).decode("utf-8")
             if encode(codec, orjson.loads(text)) != data:  # as the file will give it back
