@@ -201,6 +201,12 @@ def test_template_errors_carry_the_offset_of_the_bad_item(source, offset, messag
     assert (exc.value.offset, exc.value.message) == (offset, message)
 
 
+def test_deep_nesting_is_an_error_not_a_recursion_error():
+    assert parse_template("u8(" * 32 + ")" * 32)
+    with pytest.raises(TemplateError, match="groups nest at most 32 deep"):
+        parse_template("u8(" * 5000 + ")" * 5000)
+
+
 def test_names_lists_variables_and_captures_in_order():
     assert names(PUBLISH_T + " {{x}}") == [("capture", "pid", 22), ("capture", "body", 51),
                                           ("var", "x", 71)]

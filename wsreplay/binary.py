@@ -42,6 +42,7 @@ from .template import NAME_RE, TemplateError
 GROUPS = {"u8": (1, "big"), "u16": (2, "big"), "u16le": (2, "little"), "u32": (4, "big"),
           "u32le": (4, "little"), "varint": (0, "")}
 VARINT_MAX = 268_435_455  # 4 bytes of 7 bits: MQTT's largest remaining length
+MAX_DEPTH = 32  # nested groups: deeper is a mistake, and would exhaust the stack
 MAX_BYTES = 1 << 24  # a #bytes N larger than this is surely a typo (and would be sent)
 _ALNUM = string.ascii_letters + string.digits
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -132,10 +133,12 @@ class _Scanner:
     def fail(self, message: str, at: int):
         raise TemplateError(message, at)
 
-    def items(self, i: int, group: tuple[str, int] | None,
-              fixed_only: bool = False, stop: int | None = None) -> tuple[tuple, int]:
+    def items(self, i: int, group: tuple[str, int] | None, fixed_only: bool = False,
+              stop: int | None = None, depth: int = 0) -> tuple[tuple, int]:
         """Items from ``i`` to ``stop`` (or the ``)`` closing ``group``); the items and the
         offset after them."""
+        if depth > MAX_DEPTH:
+            self.fail(f"groups nest at most {MAX_DEPTH} deep", group[1])
         src, end = self.src, self.n if stop is None else stop
         out: list = []
         digits: list[str] = []
@@ -180,7 +183,7 @@ class _Scanner:
                 after = word.end()
                 if not src.startswith("(", after):
                     self.fail(f"{name} takes its bytes in parentheses: {name}( ... )", i)
-                inner, i = self.items(after + 1, (name, i))
+                inner, i = self.items(after + 1, (name, i), depth=depth + 1)
                 out.append(Group(name, inner, word.start()))
             else:
                 i = self.placeholder(out, i)
