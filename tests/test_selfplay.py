@@ -21,7 +21,8 @@ from wsreplay.serve import MockServer
 from .test_docs import scenarios_in
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted(p for p in (ROOT / "scenarios").glob("*.wsr"))
+EXAMPLES = sorted([*(ROOT / "scenarios").glob("*.wsr"),
+                   *(ROOT / "tests" / "thirdparty").glob("*.wsr")])  # edited third-party recordings
 ENV = {"TOKEN": "t0k3n", "API_TOKEN": "demo-token", "DEMO_URL": "ws://127.0.0.1:1"}
 
 

@@ -4,9 +4,9 @@ WebSocket (npm mqtt and aedes, QoS 1). See ``tests/peerkit.py`` for the peers.
 
 What holds today: recording through ``wsreplay record`` is transparent (the conversation
 succeeds through the proxy, the file parses) and the raw recording fails against a fresh
-server process exactly where the stack puts a random id. Tests marked ``issue10_gap`` show a
-gap that issue 10 closes (they stop holding with it); tests marked ``issue10_merge`` prove
-issue 10 with the hand-edited recordings in ``tests/thirdparty/`` (they need its branches).
+server process exactly where the stack puts a random id. The hand-edited recordings in
+``tests/thirdparty/`` (markers, captures, ``like`` examples, binary templates) replay against a
+fresh server process and are served to the unchanged third-party client.
 """
 
 from __future__ import annotations
@@ -66,10 +66,12 @@ def test_the_edited_recording_differs_from_a_fresh_one_only_where_it_has_placeho
     the edit turned into placeholders (random ids, binary templates). So the edited files
     follow the peers (an upgrade that changes the conversation shows here, today)."""
     fresh = event_lines(record_peer(peer(name)).text)
-    edited = event_lines(EDITED[name].read_text(encoding="utf-8"))
+    edited = _grouped(event_lines(EDITED[name].read_text(encoding="utf-8")))
+    if len(fresh) == len(edited) + 1 and fresh[-1] in ("c1 < close", "c1 < drop"):
+        fresh.pop()  # how the broker ends after our close is a race: the edit leaves it out
     assert len(fresh) == len(edited), "\n".join(fresh)
     for got, want in zip(fresh, edited):
-        if "{{" not in want and not want.startswith(("unordered", "end")):
+        if "{{" not in want:
             assert got == want
 
 
@@ -158,16 +160,6 @@ def test_raw_socketio_node_recording_serves_the_unchanged_client(record_peer, ws
     assert serve.popen.returncode == 0, output(serve)
 
 
-@pytest.mark.issue10_gap
-def test_raw_python_socketio_recording_refuses_the_client_for_its_cache_buster(
-        record_peer, wsreplay_cli):
-    rec = record_peer(peer("socketio-python"))
-    recorded_t = re.search(r"[?&]t=(\d+\.\d+)", rec.text).group(1)
-    conversation, serve = wsreplay_cli.serve_to(rec.path, peer("socketio-python"))
-    assert conversation.code == 1 and not conversation.ok
-    assert f"query t: expected '{recorded_t}', got '" in output(serve)
-
-
 def test_raw_graphql_recording_as_a_mock_fails_on_the_clients_fresh_subscription_id(
         record_peer, wsreplay_cli):
     rec = record_peer(peer("graphql-ws"))
@@ -191,16 +183,14 @@ def test_raw_mqtt_recording_as_a_mock_fails_on_the_clients_fresh_client_id(
                      rf"byte {offset + 7 + 1}\d*:", out) or "differs at byte" in out, out
 
 
-# --- after the merge: the edited recordings play both sides ---------------------------------
+# --- the edited recordings play both sides ---------------------------------------------------
 
-@pytest.mark.issue10_merge
 @pytest.mark.parametrize("name", PEER_NAMES)
 def test_edited_recording_passes_check_for_both_sides(name, wsreplay_cli):
     proc = wsreplay_cli.run("check", EDITED[name])
     assert proc.popen.returncode == 0, output(proc)
 
 
-@pytest.mark.issue10_merge
 @pytest.mark.parametrize("name", PEER_NAMES)
 def test_edited_recording_replays_against_a_fresh_server(name, peer_server, wsreplay_cli):
     server = peer_server(peer(name))
@@ -209,7 +199,6 @@ def test_edited_recording_replays_against_a_fresh_server(name, peer_server, wsre
     assert output(proc).splitlines()[-1] == "1 passed, 0 failed (1 scenario)"
 
 
-@pytest.mark.issue10_merge
 @pytest.mark.parametrize("name", PEER_NAMES)
 def test_edited_recording_is_served_to_the_unchanged_client(name, wsreplay_cli):
     conversation, serve = wsreplay_cli.serve_to(EDITED[name], peer(name))
@@ -217,7 +206,6 @@ def test_edited_recording_is_served_to_the_unchanged_client(name, wsreplay_cli):
     assert serve.popen.returncode == 0, output(serve)
 
 
-@pytest.mark.issue10_merge
 def test_raw_python_socketio_recording_serves_the_client_despite_its_cache_buster(
         record_peer, wsreplay_cli):
     """Literal query values in a ``conn`` URL are examples, not requirements (issue 10, 3):
