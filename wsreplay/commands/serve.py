@@ -73,7 +73,8 @@ async def _serve(args, scenarios, variables) -> int:
     server = MockServer(scenarios, host=host, port=port, timing=args.timing,
                         variables=variables, timeout=args.timeout, once=args.once,
                         fail_close=None if args.keep_open else POLICY_VIOLATION,
-                        on_result=show, static=args.static)
+                        on_result=show, static=args.static,
+                        log=lambda text: print(text, flush=True))
     try:
         await server.start()
     except OSError as exc:
@@ -89,9 +90,11 @@ async def _serve(args, scenarios, variables) -> int:
     if args.once:
         waits.append(asyncio.ensure_future(server.wait_once()))
     expiry = asyncio.ensure_future(asyncio.sleep(args.within)) if args.within else None
+    waited: list = []
     try:
         await asyncio.wait(waits + ([expiry] if expiry else []),
                            return_when=asyncio.FIRST_COMPLETED)
+        waited = server.waiting_for()
     finally:
         for w in waits:
             w.cancel()
@@ -102,8 +105,11 @@ async def _serve(args, scenarios, variables) -> int:
     if expiry is not None:
         expiry.cancel()
     if late:
+        names = ", ".join(f"conn {c.name} ({c.pos.path}:{c.pos.line})" for c in waited)
         print(f"not every scenario ran within {args.within:g}s ({len(results)} run"
-              f"{'s' * (len(results) != 1)} ended)", file=sys.stderr, flush=True)
+              f"{'s' * (len(results) != 1)} ended)" + (f"; no client came for {names}"
+                                                      if names else ""),
+              file=sys.stderr, flush=True)
     try:
         write_reports(results, args.junit, args.json)
     except OSError as exc:
