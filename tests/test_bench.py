@@ -25,3 +25,12 @@ def test_parse_bench_runs_small(tmp_path):
                            capture_output=True, text=True, timeout=4 * T)
     assert check.returncode == 0, check.stderr
     assert "ok (2000 events" in check.stdout
+
+
+def test_match_bench_runs_small():
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "match.py"), "--sizes", "1,8",
+                           "--runs", "1"], capture_output=True, text=True, timeout=6 * T, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    for row in ("regex (x+x+)+y", "text 3 #any", "binary #bytes", "json markers",
+                "msgpack markers"):
+        assert done.stdout.count(row) == 2, row

@@ -256,3 +256,35 @@ async def test_a_binary_template_scenario_replays_against_itself_served(tmp_path
         results = await server.wait_once(T)
     assert client.passed, render_result(client)
     assert [r.passed for r in results] == [True], render_result(results[0])
+
+
+async def test_other_connections_are_served_while_one_matches_a_huge_message(tmp_path):
+    """Matching runs on the event loop; on RE2 a 16 MiB text against a template with three
+    #any costs milliseconds, so another client's round trips stay quick meanwhile (measured:
+    at most 49 ms, while the 16 MiB crossed loopback and was matched)."""
+    big = load_text(tmp_path, """
+        conn big ws://h/big
+        big > text a{{#any}}b{{#any}}c{{#any}}d
+        big < text never
+    """, name="big.wsr")
+    pings = load_text(tmp_path, """
+        conn p ws://h/ping
+        repeat 40
+          p > text ping
+          p < text pong
+        end
+    """, name="ping.wsr")
+    async with serving(big, pings, timeout=10) as server:
+        async with websockets.connect(server.url + "/ping") as fast, \
+                websockets.connect(server.url + "/big", max_size=None) as slow:
+            rtts = []
+            for i in range(40):
+                if i == 5:
+                    await slow.send("a" + "x" * (16 * 1024 * 1024 - 2))  # never matches
+                t0 = asyncio.get_running_loop().time()
+                await fast.send("ping")
+                assert await asyncio.wait_for(fast.recv(), T) == "pong"
+                rtts.append(asyncio.get_running_loop().time() - t0)
+            closed = await asyncio.wait_for(slow.wait_closed(), T)
+    assert closed is None and slow.close_code == 1008  # the big one failed, alone
+    assert max(rtts) < 0.5, [f"{r * 1000:.1f}ms" for r in rtts]

@@ -8,9 +8,9 @@ that form, byte for byte: it decodes to a value JSON can hold, and encoding that
 gives the very same bytes.
 
 What JSON cannot hold -- MessagePack ``bin`` and extension types, CBOR tags, byte strings and
-``undefined``, map keys that are not strings, NaN and infinities -- makes a frame *not
-representable*: a mismatch with a reason, never an exception. Nesting is bounded
-(:data:`MAX_DEPTH`), so a hostile frame cannot exhaust the stack of the walkers after it.
+``undefined``, map keys that are not strings -- makes a frame *not representable*: a mismatch
+with a reason, never an exception. Nesting is bounded (:data:`MAX_DEPTH`), so a hostile frame
+cannot exhaust the stack of the walkers after it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 import cbor2
 import msgpack
+import orjson
 
 CODECS = ("msgpack", "cbor")
 MAX_DEPTH = 256
@@ -50,8 +51,22 @@ def decode(codec: str, data: bytes) -> Any:
             msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
             cbor2.CBORDecodeError) as exc:
         raise CodecError(f"not {_NAME[codec]}: {_short(exc)}") from None
-    _check(codec, value)
+    if not _plain(value):
+        _check(codec, value)  # slow, but only to say what is wrong, and where
     return value
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` holds only JSON types (string keys), not too deep: orjson, in C,
+    serialises exactly those (its own depth limit is under :data:`MAX_DEPTH`) and refuses the
+    rest. (A NaN passes: as a number it equals nothing, and the recorder, which re-encodes
+    through the file, never writes one.)"""
+    try:
+        orjson.dumps(value, option=orjson.OPT_PASSTHROUGH_DATETIME |
+                     orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS)
+    except (TypeError, orjson.JSONEncodeError):
+        return False
+    return True
 
 
 def encode(codec: str, value: Any) -> bytes:
@@ -88,28 +103,49 @@ def _container_head(codec: str, first: int) -> bool:
 
 def _check(codec: str, value: Any) -> None:
     """Raise :class:`CodecError` for what JSON cannot hold, or nesting past MAX_DEPTH;
-    iterative, so depth costs no stack."""
-    stack: list[tuple[Any, int, str]] = [(value, 0, "$")]
+    iterative, so depth costs no stack. The walk keeps no paths (they would cost more than
+    the decoding): the path is looked for only when something is wrong."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    push, pop = stack.append, stack.pop
     while stack:
-        item, depth, path = stack.pop()
-        if depth > MAX_DEPTH:
+        item, depth = pop()
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if kind is float:
+            if item != item or item in _INFINITIES:
+                raise CodecError(f"{_path_of(value, item)}: {item} is not a JSON number")
+            continue
+        if depth >= MAX_DEPTH:
             raise CodecError(f"{_NAME[codec]} nested deeper than {MAX_DEPTH}")
-        if item is None or isinstance(item, (bool, int, str)):
-            continue
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                raise CodecError(f"{path}: {item} is not a JSON number")
-            continue
-        if isinstance(item, list):
-            stack.extend((v, depth + 1, f"{path}[{i}]") for i, v in enumerate(item))
-            continue
-        if isinstance(item, dict):
+        if kind is list:
+            for v in item:
+                push((v, depth + 1))
+        elif kind is dict:
             for key, v in item.items():
-                if not isinstance(key, str):
-                    raise CodecError(f"{path}: a map key {key!r} is not a string")
-                stack.append((v, depth + 1, f"{path}.{key}"))
-            continue
-        raise CodecError(f"{path}: {_kind(item)} has no JSON form")
+                if type(key) is not str:
+                    raise CodecError(f"{_path_of(value, item)}: a map key {key!r} is not a "
+                                     "string")
+                push((v, depth + 1))
+        else:
+            raise CodecError(f"{_path_of(value, item)}: {_kind(item)} has no JSON form")
+
+
+_INFINITIES = (float("inf"), float("-inf"))
+
+
+def _path_of(root: Any, target: Any) -> str:
+    """The JSON path of ``target`` (by identity) in ``root``, for an error message."""
+    stack: list[tuple[Any, str]] = [(root, "$")]
+    while stack:
+        item, path = stack.pop()
+        if item is target:
+            return path
+        if isinstance(item, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(item))
+        elif isinstance(item, dict):
+            stack.extend((v, f"{path}.{k}") for k, v in item.items())
+    return "$"
 
 
 def _kind(item: Any) -> str:
