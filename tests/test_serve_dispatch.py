@@ -246,3 +246,51 @@ async def test_serve_once_within_names_the_connections_it_waited_for(
     err = "\n".join(server.stderr_lines)
     assert (f"not every scenario ran within 0.2s (0 runs ended); no client came for conn a "
             f"({one}:2), conn b ({two}:2), conn c ({two}:4)") in err
+
+
+async def test_a_real_split_recording_served_together_behaves_like_the_unsplit_one(tmp_path):
+    """``record --split`` through the real proxy: two clients on one path, told apart only by
+    what they send. Served with --once, the split files and the unsplit recording each answer
+    both clients connecting in the reverse of the recorded order. (Both clients are connected
+    at once: the unsplit file's order says news is answered before sport is, so a sport client
+    alone would wait for it; split files have no such order between them.)"""
+    from wsreplay.loader import load
+
+    from .record_helpers import ScriptedServer, aiohttp_peer, recording_proxies, settled
+
+    async def talk(session, url: str, word: str) -> list[str]:
+        async with session.ws_connect(url + "/topic") as ws:
+            await ws.send_str(json.dumps({"op": "sub", "topic": word}))
+            got = [(await ws.receive(timeout=T)).data]
+            await ws.close()
+        return got
+
+    upstream = ScriptedServer()
+    async with aiohttp_peer(upstream.handle) as port:
+        for split in (True, False):
+            async with recording_proxies(tmp_path / f"split-{split}") as record:
+                (tmp_path / f"split-{split}").mkdir(exist_ok=True)
+                proxy = await record(f"ws://127.0.0.1:{port}", split=split)
+                async with aiohttp.ClientSession() as session:
+                    for word in ("news", "sport"):
+                        await talk(session, proxy.url, word)
+                await settled(proxy)
+    split_files = sorted((tmp_path / "split-True").glob("*.wsr"))
+    unsplit = sorted((tmp_path / "split-False").glob("*.wsr"))
+    assert len(split_files) == 2 and len(unsplit) == 1
+    for files in (split_files, unsplit):
+        async with serving(*[load(f) for f in files], once=True) as server:
+            async with aiohttp.ClientSession() as session:
+                sport = asyncio.ensure_future(talk(session, server.url, "sport"))
+                await asyncio.sleep(0.2)  # sport connects first
+                got = await asyncio.gather(sport, talk(session, server.url, "news"))
+            results = await server.wait_once(T)
+        assert [json.loads(g[0])["topic"] for g in got] == ["sport", "news"]
+        assert results and all(r.passed for r in results), \
+            [render_result(r, verbose=True) for r in results]
+    async with serving(*[load(f) for f in split_files], once=True) as server:
+        async with aiohttp.ClientSession() as session:  # split: one after the other works too
+            got = [await talk(session, server.url, w) for w in ("sport", "news")]
+        results = await server.wait_once(T)
+    assert [json.loads(g[0])["topic"] for g in got] == ["sport", "news"]
+    assert len(results) == 2 and all(r.passed for r in results)
