@@ -278,10 +278,11 @@ class Engine:
         protocol = answer_protocol(connect, req, scope)
         headers = []
         for name, template in connect.expect_headers:
-            try:
-                headers.append((name, render_text(template, scope)))
+            try:  # a marker answers its example, or a value fixed per line: the same for
+                # every call, so candidates' answers compare (wsreplay.dispatch)
+                headers.append((name, render_text(template, scope, rng=random.Random(index))))
             except TemplateError:
-                continue  # a marker says what to accept, not what to answer
+                continue  # a #regex with no example says what to accept, not what to answer
         compress = connect.expect_compress if connect.expect_compress is not None \
             else connect.compress
         return Answer(connect.name, status, protocol or None, tuple(headers),

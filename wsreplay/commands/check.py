@@ -1,6 +1,7 @@
 """``wsreplay check FILE...``: parse and lint; exit 0 clean, 1 lint errors, 2 syntax or file
 errors (and what replay and serve refuse before running: a pattern RE2 cannot compile, a file
-over the expansion or nesting limits)."""
+over the expansion or nesting limits, an undefined variable, a line that cannot be played from
+one side -- ``cannot replay:`` / ``cannot serve:``, per side, ``--side`` for one)."""
 
 from __future__ import annotations
 
