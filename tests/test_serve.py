@@ -17,7 +17,7 @@ from wsreplay.report import render_result
 from wsreplay.serve import MockServer
 
 from .conftest import T
-from .wskit import load_text
+from .wskit import load_text, serving
 
 RPC = """
 conn rpc ws://127.0.0.1:1/rpc?v=1
@@ -30,16 +30,6 @@ rpc < json {"jsonrpc":"2.0","id":"{{id}}","result":3}
 rpc > close 1000 done
 rpc < close 1000 done
 """
-
-
-@contextlib.asynccontextmanager
-async def serving(*scenarios, **options):
-    server = MockServer(list(scenarios), **options)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def rpc_client(url: str, request_id: int, method: str = "add"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 
 import aiohttp
@@ -15,7 +14,7 @@ from wsreplay.report import render_result
 from wsreplay.serve import MockServer
 
 from .conftest import T
-from .wskit import load_text, write_scenario
+from .wskit import load_text, serving, write_scenario
 
 # Two clients recorded at once on one path, told apart only by what each sends first.
 SUBS = """
@@ -38,16 +37,6 @@ news > text bye
 news < close 1000
 """
 SPORT = NEWS.replace("news", "sport").replace('"n":1', '"n":2')
-
-
-@contextlib.asynccontextmanager
-async def serving(*scenarios, **options):
-    server = MockServer(list(scenarios), **options)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def subscriber(session: aiohttp.ClientSession, url: str, topic: str, start=None):

@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 
 from wsreplay.loader import load
+from wsreplay.serve import MockServer
 
 
 def write_scenario(folder: Path, text: str, name: str = "s.wsr") -> Path:
@@ -61,3 +62,14 @@ def echo_handler(seen: list, protocols=("v1",), headers=()):
         return ws
 
     return handler
+
+
+@contextlib.asynccontextmanager
+async def serving(*scenarios, **options):
+    """A started :class:`MockServer` for ``scenarios``; always stopped."""
+    server = MockServer(list(scenarios), **options)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

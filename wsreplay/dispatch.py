@@ -26,17 +26,16 @@ client fails alone and no run is touched.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from . import model as m
-from .engine import Answer, Engine
+from .engine import Answer, Engine, declared_value
 from .errors import ScenarioError
 from .matchers import MatchResult, match_message
 from .messages import Kind, Message, Request
 from .program import events_of
-from .template import TemplateError, render_json_value
+from .template import TemplateError
 
 MAX_MESSAGES = 64  # buffered before a decision is forced (the first candidate wins)
 MAX_BYTES = 1 << 20
@@ -127,15 +126,9 @@ class _Lookahead:
         if step.name in engine.overrides:
             return
         try:
-            if isinstance(step, m.Var):
-                value = step.value if step.value is not None else json.loads(step.source)
-                self.vars[step.name] = render_json_value(value, self.vars)
-            elif step.name in engine.env:
-                self.vars[step.name] = engine.env[step.name]
-            elif step.default_source is not None:
-                self.vars[step.name] = json.loads(step.default_source)
-            else:
-                self.parked = f"line {step.pos.line}: {step.name} is not set"
+            self.vars[step.name] = declared_value(step, self.vars, engine.env)
+        except ScenarioError:
+            self.parked = f"line {step.pos.line}: {step.name} is not set"
         except (TemplateError, ValueError):
             self.parked = f"line {step.pos.line} cannot be read yet"
 

@@ -352,16 +352,7 @@ class Engine:
             return
         if step.name in self.overrides:
             return  # the command line wins
-        if isinstance(step, m.Var):
-            value = step.value if step.value is not None else json.loads(step.source)
-            self.vars[step.name] = render_json_value(value, self.vars)
-        elif step.name in self.env:
-            self.vars[step.name] = self.env[step.name]
-        elif step.default_source is not None:
-            self.vars[step.name] = json.loads(step.default_source)
-        else:
-            raise ScenarioError(f"environment variable {step.name} is not set (set it, or "
-                                f"pass --var {step.name}=VALUE)", step.pos)
+        self.vars[step.name] = declared_value(step, self.vars, self.env)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -630,6 +621,22 @@ class Engine:
                 self._out.append(Close(name, code, reason))
             elif c.state is S.CLOSE_SENT:
                 self._out.append(Close(name, None))
+
+
+def declared_value(step: m.Var | m.Env, variables: Mapping[str, Any],
+                   env: Mapping[str, str]) -> Any:
+    """The value a ``var`` or ``env`` line gives its variable, with ``variables`` known so
+    far and ``env`` standing for the environment. Raises :class:`ScenarioError` for an
+    ``env`` not set with no default, :class:`TemplateError` for a ``var`` that cannot render."""
+    if isinstance(step, m.Var):
+        value = step.value if step.value is not None else json.loads(step.source)
+        return render_json_value(value, variables)
+    if step.name in env:
+        return env[step.name]
+    if step.default_source is not None:
+        return json.loads(step.default_source)
+    raise ScenarioError(f"environment variable {step.name} is not set (set it, or pass "
+                        f"--var {step.name}=VALUE)", step.pos)
 
 
 def _at(connect: m.Connect, timing: Timing) -> float:

@@ -179,36 +179,34 @@ def unplayable(program: list[Flat], side: m.Side,
     def note(message: str, pos: m.Pos) -> None:
         out.append(ScenarioError(f"cannot {verb}: {message}", pos))
 
+    def attempt(check: Callable[[], None], pos: m.Pos) -> None:
+        try:
+            check()
+        except ScenarioError as exc:
+            note(exc.message, exc.pos)
+        except TemplateError as exc:
+            note(exc.message, pos)
+
     for step in program:
         for event in events_of(step):
-            if id(event) in seen:  # a repeat expands to the same line many times
-                continue
-            seen.add(id(event))
-            try:
-                _check_event(event, side)
-            except ScenarioError as exc:
-                note(exc.message, exc.pos)
-            except TemplateError as exc:
-                note(exc.message, event.pos)
-            if first_only and out:
-                return out
+            if id(event) not in seen:  # a repeat expands to the same line many times
+                seen.add(id(event))
+                attempt(lambda: _check_event(event, side), event.pos)
         if isinstance(step, m.Connect) and id(step) not in seen:
             seen.add(id(step))
             for rule in step.rules:
-                for payload, sending in ((rule.match, rule.side is side),
-                                         (rule.reply, rule.side is not side)):
-                    try:
-                        if isinstance(payload, m.Regex):
-                            _check_pattern(payload.pattern, rule.pos)
-                        elif payload is not None and rule.reply is not None:
-                            _check_payload(payload, sending)
-                    except ScenarioError as exc:
-                        note(exc.message, exc.pos)
-                    except TemplateError as exc:
-                        note(exc.message, rule.pos)
-            if first_only and out:
-                return out
+                attempt(lambda: _check_rule(rule, side), rule.pos)
+        if first_only and out:
+            return out
     return out
+
+
+def _check_rule(rule: m.Rule, side: m.Side) -> None:
+    for payload, sending in ((rule.match, rule.side is side), (rule.reply, rule.side is not side)):
+        if isinstance(payload, m.Regex):
+            _check_pattern(payload.pattern, rule.pos)
+        elif payload is not None and rule.reply is not None:
+            _check_payload(payload, sending)
 
 
 def _check_pattern(pattern: str, pos: m.Pos) -> None:
