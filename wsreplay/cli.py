@@ -23,6 +23,7 @@ COMMANDS = [
     "wsreplay.commands.connect",
     "wsreplay.commands.check",
     "wsreplay.commands.fmt",
+    "wsreplay.commands.generalize",
     "wsreplay.commands.dump",
 ]
 
