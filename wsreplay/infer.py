@@ -59,14 +59,26 @@ class Inference:
 def looks_like_id(value: str) -> bool:
     """Whether a string could be an identifier a peer issued: a UUID, or 8+ characters of a
     token alphabet where some part (between ``-``, ``_``, ``.``, ``:``) mixes letters and
-    digits. Words, numbers and names made of them (``eu-west-1``, ``room-12``, ``v2.1.0``)
-    are not: they are how people name constants."""
+    digits, or 16+ that look scrambled (see :func:`_scrambled`). Words, numbers and names
+    made of them (``eu-west-1``, ``room-12``, ``v2.1.0``, ``EuropeWestRegion``) are not: they
+    are how people name constants."""
     if _UUID.match(value):
         return True
     if len(value) < 8 or _TOKEN.match(value) is None:
         return False
     return any(any(c.isdigit() for c in part) and any(c.isalpha() for c in part)
-               for part in _PARTS.split(value))
+               for part in _PARTS.split(value)) or _scrambled(value)
+
+
+def _scrambled(value: str) -> bool:
+    """16+ characters whose character class (upper, lower, digit, other) changes at 40% of
+    the places or more: random base64 does (a Socket.IO sid drawn with no digit still does,
+    at about 60%); words, even in CamelCase (``EuropeWestRegion``: 31%), do not."""
+    if len(value) < 16:
+        return False
+    classes = [c.isupper() * 1 or c.islower() * 2 or c.isdigit() * 3 for c in value]
+    changes = sum(a != b for a, b in zip(classes, classes[1:]))
+    return changes >= 0.4 * len(value)
 
 
 def looks_random(value: str) -> bool:

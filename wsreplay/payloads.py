@@ -181,6 +181,8 @@ def codec_payload(data: bytes, codecs: tuple[str, ...] = CODECS,
             continue  # a lone 0x90 or 0x80 (an empty container) is more often not the codec
         try:
             text = orjson.dumps(value).decode("utf-8")
+            if _NOT_JSON_LINE.search(text):  # a line separator orjson leaves raw: not on a
+                continue  # scenario line; the frame is written as bytes
             if encode(codec, orjson.loads(text)) != data:  # as the file will give it back
                 continue
         except (TypeError, ValueError, orjson.JSONEncodeError):
