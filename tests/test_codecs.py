@@ -66,6 +66,23 @@ def test_what_json_cannot_hold_is_a_reason_never_an_exception(codec, data, reaso
     assert reason in err.value.reason
 
 
+def test_cbor_references_that_blow_up_are_refused_at_once():
+    """cbor2 resolves shared references (tags 28/29): 400 bytes can stand for 2**40 items,
+    which a walk (or orjson) would never finish. Refused in well under a second."""
+    import time
+
+    levels = [b"\xd8\x1c\x82\x01\x02"]
+    for k in range(1, 41):
+        ref = b"\xd8\x1d" + cbor2.dumps(k - 1)
+        levels.append(b"\xd8\x1c\x82" + ref + ref)
+    frame = b"\x98" + bytes([len(levels)]) + b"".join(levels)
+    t0 = time.perf_counter()
+    with pytest.raises(CodecError, match="shared or string references"):
+        decode("cbor", frame)
+    assert time.perf_counter() - t0 < 0.5
+    assert decode("cbor", b"\x82\xd8\x1c\x82\x01\x02\xd8\x1d\x00") == [[1, 2], [1, 2]]
+
+
 def test_recordable_only_when_the_bytes_come_back_the_same():
     assert recordable("msgpack", msgpack.packb({"a": [1, 2]})) == {"a": [1, 2]}
     float32 = b"\x81\xa1a\xca" + struct.pack(">f", 1.5)  # {"a": 1.5} with a 4-byte float

@@ -51,9 +51,35 @@ def decode(codec: str, data: bytes) -> Any:
             msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
             cbor2.CBORDecodeError) as exc:
         raise CodecError(f"not {_NAME[codec]}: {_short(exc)}") from None
+    if codec == "cbor" and any(tag in data for tag in _REFERENCE_TAGS):
+        _check_expansion(value, len(data))  # before anything walks the value as a tree
     if not _plain(value):
         _check(codec, value)  # slow, but only to say what is wrong, and where
     return value
+
+
+# CBOR's shared references (tags 28, 29) and string references (25, 256): cbor2 resolves them,
+# so 400 bytes can stand for 2**40 items. A frame holding none of these heads has none.
+_REFERENCE_TAGS = (b"\xd8\x1c", b"\xd8\x1d", b"\xd8\x19", b"\xd9\x01\x00")
+
+
+def _check_expansion(value: Any, size: int) -> None:
+    """Refuse a value bigger than its frame could hold written out plainly (each item, and
+    each character of a string, takes a byte at least): it was built by references.
+    Iterative, and it stops as soon as the budget is spent, so it costs O(size)."""
+    budget = size
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        budget -= 1 + (len(item) if isinstance(item, str) else 0)
+        if budget < 0:
+            raise CodecError("CBOR shared or string references: the value is bigger than "
+                             "its frame written out, which JSON cannot say")
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            budget -= sum(len(k) if isinstance(k, str) else 1 for k in item)
+            stack.extend(item.values())
 
 
 def _plain(value: Any) -> bool:
