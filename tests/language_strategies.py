@@ -117,6 +117,9 @@ events = st.builds(m.Event, conn=names, side=st.sampled_from(list(m.Side)), payl
 @st.composite
 def rules(draw):
     side = draw(st.sampled_from(list(m.Side)))
+    if draw(st.integers(0, 3)) == 0:  # a heartbeat: a message, on a period of 1ms or more
+        beat = draw(payloads.filter(lambda p: not isinstance(p, (m.Close, m.Drop, m.Silence))))
+        return m.Rule(side, beat, None, every=draw(durations.filter(lambda d: d >= 1000)))
     reply = draw(st.one_of(st.none(), payloads))
     return m.Rule(side, draw(payloads), reply)
 

@@ -316,6 +316,102 @@ def test_serving_a_rule_whose_reply_is_the_clients_drops_those_replies():
     assert run.result.passed
 
 
+HEARTBEAT = """
+    conn a ws://h/socket.io/
+      on < text 2
+      reply > text 3
+      every 100ms < text 2
+    a > text 40
+    a < text 40{"sid":"x"}
+    a > text 42["bye"]
+    a < silence 350ms
+    a > close 1000
+    a < close 1000
+"""
+
+
+def test_serving_sends_the_heartbeat_on_its_period_and_drops_the_clients_answers():
+    run = Run(HEARTBEAT, S)
+    run.connect("/socket.io/")
+    assert run.engine.wake_at == pytest.approx(0.1)
+    run.at(50)
+    assert run.sends() == []
+    run.recv("a", "40", 60)
+    assert run.sent_texts() == ['40{"sid":"x"}']
+    run.at(100)
+    assert run.sent_texts()[-1] == "2"
+    run.recv("a", "3", 101)  # the client's answer to it: dropped by the rule, no mismatch
+    run.recv("a", '42["bye"]', 120)
+    run.at(200).at(260).at(300).at(400)
+    # real time, one period apart; silence on the served side is a pause in recorded timing
+    # only, so the run has gone on to wait for the client's close frame meanwhile
+    beats = [ms for ms, act in run.timed if isinstance(act, Send) and act.message == text("2")]
+    assert beats == [100, 200, 300, 400], run.timed
+    run.recv("a", Message.close(1000, ""), 480)
+    assert run.done and run.result.passed, run.result.failures
+
+
+def test_replaying_answers_the_servers_heartbeats_and_ignores_them_anywhere():
+    run = Run(HEARTBEAT, C)
+    assert run.sent_texts() == ["40"]
+    run.recv("a", "2", 30)  # a heartbeat before the expected line: answered, not consumed
+    assert run.sent_texts() == ["40", "3"]
+    run.recv("a", '40{"sid":"x"}', 40)
+    run.recv("a", "2", 200)  # and during the silence
+    run.at(400)
+    assert run.sent_texts() == ["40", "3", '42["bye"]', "3"]
+    run.recv("a", Message.close(1000, ""), 420)
+    assert run.done and run.result.passed, run.result.failures
+    assert all(not (isinstance(a, Send) and a.message == text("2")) for a in run.actions)
+
+
+def test_a_client_heartbeat_is_sent_when_replaying_and_ignored_when_serving():
+    source = """
+        conn a ws://h/a
+          every 100ms > json {"type":"ping"}
+        a > text hi
+        a < text ho
+        a < silence 250ms
+    """
+    replay = Run(source, C)
+    replay.recv("a", "ho", 10).at(100).at(200).at(260)
+    assert replay.sent_texts() == ["hi", '{"type":"ping"}', '{"type":"ping"}']
+    assert replay.done and replay.result.passed
+    serve = Run(source, S)
+    serve.connect("/a")
+    serve.recv("a", '{"type":"ping"}', 5).recv("a", "hi", 6)
+    assert serve.sent_texts() == ["ho"]
+    serve.at(300)
+    assert serve.done and serve.result.passed, serve.result.failures
+    assert serve.sent_texts() == ["ho"]  # the server side sends no client heartbeat
+
+
+def test_heartbeats_stop_with_the_connection_and_a_stall_sends_one_not_many():
+    run = Run("""
+        conn a ws://h/a
+          every 10ms > ping hb
+        a < close 1000
+    """, C)
+    run.at(5).at(10).at(1000)
+    pings = [a for a in run.actions if isinstance(a, Send) and a.message.kind is Kind.PING]
+    assert len(pings) == 2
+    run.recv("a", Message.close(1000, ""), 1001)
+    run.at(1100)
+    assert [a for a in run.actions if isinstance(a, Send) and a.message.kind is Kind.PING] == pings
+
+
+def test_a_regex_heartbeat_cannot_be_sent():
+    with pytest.raises(ScenarioError, match="regex heartbeat only matches"):
+        Engine(scenario("""
+            conn a ws://h/a
+              every 1s > regex p.*
+        """), C)
+    Engine(scenario("""
+        conn a ws://h/a
+          every 1s > regex p.*
+    """), S)  # serving: it only matches the client's
+
+
 def test_close_codes_and_reasons_are_checked():
     source = """
         conn a ws://h/a

@@ -51,6 +51,7 @@ class Conn:
     handshake: Handshake | None = None
     index: int = -1
     close_sent: bool = False
+    beats: dict[int, float] = field(default_factory=dict)  # heartbeat rule → when next due
 
     def fire(self, event: str) -> None:
         self.state = TRANSITIONS.get((self.state, event), self.state)

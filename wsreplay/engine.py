@@ -159,6 +159,7 @@ class Engine:
         c = self.conns[conn]
         c.handshake = handshake
         c.fire("open" if handshake.status == 101 else "refuse")
+        self._arm_beats(c, now)
 
     def receive(self, conn: str, msg: Message, now: float) -> None:
         """A message arrived on ``conn`` (a close frame and a drop too). Rules take theirs
@@ -267,6 +268,7 @@ class Engine:
         c = Conn(connect, index=index)
         self.conns[connect.name] = c
         c.fire("open" if answer.status == 101 else "refuse")
+        self._arm_beats(c, now)
         return answer
 
     def answer(self, index: int, req: Request, match: MatchResult) -> Answer:
@@ -294,6 +296,8 @@ class Engine:
         """Advance as far as ``now`` allows; return the actions to perform, in order."""
         if self.side is m.Side.CLIENT:
             self.start(now)  # the mock server's clock starts with its first client
+        if not self.done:
+            self._beat(now)
         while not self.done and self.pc < len(self.program):
             if self._entered is None:
                 self._entered = now
@@ -313,8 +317,44 @@ class Engine:
             self._entered, self._cur = None, {}
         if not self.done and self.pc >= len(self.program):
             self._finish(now)
+        if not self.done:
+            beat = min((t for c in self.conns.values() if c.state in CAN_SEND
+                        for t in c.beats.values()), default=None)
+            if beat is not None and (self.wake_at is None or beat < self.wake_at):
+                self.wake_at = beat
         out, self._out = self._out, []
         return out
+
+    # -- heartbeats ------------------------------------------------------------------------
+
+    def _arm_beats(self, c: Conn, now: float) -> None:
+        """An open connection starts the heartbeats this side sends (``every`` rules): the
+        first one period after the opening."""
+        if c.state is S.OPEN:
+            c.beats = {i: now + rule.every * US for i, rule in enumerate(c.connect.rules)
+                       if rule.every is not None and rule.side is self.side}
+
+    def _beat(self, now: float) -> None:
+        """Send the heartbeats that are due. Periods are real time, whatever the timing: a
+        peer times a silent connection out by its clock. One that fell behind (a long
+        stall) is sent once, not once per missed period."""
+        for c in self.conns.values():
+            if not c.beats or c.state not in CAN_SEND:
+                continue
+            for i, due in c.beats.items():
+                if due > now:
+                    continue
+                rule = c.connect.rules[i]
+                try:
+                    msg = self._build(rule.match, rule.pos)
+                except (TemplateError, ScenarioError, OSError) as exc:
+                    self._finish_failed(Failure("scenario", f"{rule.pos}: cannot send the "
+                                                f"heartbeat: {getattr(exc, 'message', exc)}",
+                                                conn=c.connect.name), now)
+                    return
+                self._out.append(Send(c.connect.name, msg))
+                period = rule.every * US
+                c.beats[i] = due + period if due + period > now else now + period
 
     def _run(self, step: Flat, now: float) -> float | None:
         """Do ``step``; None when it is done, else the time to look again."""

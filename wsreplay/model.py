@@ -174,12 +174,17 @@ class Event:
 @dataclass(frozen=True, slots=True)
 class Rule:
     """A per-connection rule: messages from ``side`` matching ``match`` are ignored, or
-    answered with ``reply`` (sent by the other side) when ``reply`` is set."""
+    answered with ``reply`` (sent by the other side) when ``reply`` is set.
+
+    With ``every`` (microseconds) it is a heartbeat ``side`` sends on that period: the side
+    being played sends ``match`` every ``every`` while the connection is open; the other
+    side's heartbeats matching it are ignored."""
 
     side: Side
     match: Payload
     reply: Payload | None = None
     pos: Pos = _pos()
+    every: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -327,6 +327,15 @@ class _Build(Transformer):
             _fail("a reply goes the other way: `on <` is answered by `reply >`", rd)
         return ("rules", m.Rule(m.Side(str(d)), payload[0], reply[0], _pos(self, d)), nl)
 
+    def every_rule(self, c):
+        period, d, payload, nl = c
+        every = _duration(str(period), period)
+        if every < 1000:
+            _fail("a heartbeat period is at least 1ms", period)
+        if payload[0].__class__ in (m.Close, m.Drop, m.Silence):
+            _fail("a heartbeat is a message: text, json, binary, ping or pong", d)
+        return ("rules", m.Rule(m.Side(str(d)), payload[0], None, _pos(self, d), every), nl)
+
     def leftover(self, c):
         if str(c[0]) not in ("fail", "warn"):
             _fail("leftover takes fail or warn", c[0])

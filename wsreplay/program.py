@@ -205,7 +205,10 @@ def _check_rule(rule: m.Rule, side: m.Side) -> None:
     for payload, sending in ((rule.match, rule.side is side), (rule.reply, rule.side is not side)):
         if isinstance(payload, m.Regex):
             _check_pattern(payload.pattern, rule.pos)
-        elif payload is not None and rule.reply is not None:
+            if sending and rule.every is not None:
+                raise TemplateError("a regex heartbeat only matches; it cannot be sent "
+                                    "(write text with a pattern and an example)")
+        elif payload is not None and (rule.reply is not None or rule.every is not None):
             _check_payload(payload, sending)
 
 

@@ -203,6 +203,10 @@ def _connect(c: m.Connect, indent: str) -> str:
     if c.expect_compress is not None:
         lines.append(f"{sub}expect compress" if c.expect_compress else f"{sub}expect no compress")
     for rule in c.rules:
+        if rule.every is not None:
+            lines.append(f"{sub}every {format_duration(rule.every)} {rule.side.value} "
+                         f"{format_payload(rule.match)}")
+            continue
         lines.append(f"{sub}{'on' if rule.reply else 'ignore'} {rule.side.value} "
                      f"{format_payload(rule.match)}")
         if rule.reply is not None:
