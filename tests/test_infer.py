@@ -50,7 +50,7 @@ def test_one_off_random_values_and_timestamps_become_markers_keeping_the_example
 @pytest.mark.parametrize("value", ["general", "v2", "room-12", "2026-12-05", "12345678",
                                    "hello world 123"])
 def test_constants_stay_literal(value):
-    out, notes = lines(f'c < json {{"k":"{value}"}}\nc > json {{"k":"{value}x"}}\n')
+    out, notes = lines(f'c < json {{"k":"{value}"}}\nc > json {{"k":"{value}-x"}}\n')
     assert notes == [] and out[0] == f'c < json {{"k":"{value}"}}'
 
 
@@ -58,6 +58,113 @@ def test_a_templated_line_is_a_persons_work_and_left_alone():
     source = 'c < json {"id":"{{id = #string}}"}\nc > json {"id":"{{id}}"}\n'
     out, notes = lines(source)
     assert notes == [] and out == source.splitlines()
+
+
+def beats(n: int, period_ms: int, start_ms: int = 100, answer: bool = True,
+          ping: str = "2", pong: str = "3", jitter=lambda k: 0) -> list[str]:
+    out = []
+    for k in range(n):
+        t = start_ms + k * period_ms + jitter(k)
+        out.append(f"@{t / 1000:.3f} c < text {ping}\n")
+        if answer:
+            out.append(f"@{(t + 1) / 1000:.3f} c > text {pong}\n")
+    return out
+
+
+def test_a_heartbeat_answered_the_same_way_becomes_rules_and_leaves_the_sequence():
+    talk = ['@0.010 c > text 40\n', '@0.020 c < text 40{"k":1}\n', '@0.150 c > text 42["hi"]\n',
+            '@0.151 c < text 42["hi"]\n']
+    source = "".join(sorted(talk + beats(5, 100, jitter=lambda k: (k * 7) % 5),
+                            key=lambda l: float(l[1:l.index(" ")])))
+    scenario, notes = generalize(parse(HEAD + source))
+    out = write(scenario).splitlines()
+    assert out[2:6] == ["conn c ws://127.0.0.1:9/x", "  on < text 2", "  reply > text 3",
+                        "  every 102ms < text 2"]
+    assert [l.split(" ", 1)[1] for l in out[6:]] == [
+        "c > text 40", 'c < text 40{"k":1}', 'c > text 42["hi"]', 'c < text 42["hi"]']
+    assert [str(n).split(": ", 1)[1] for n in notes] == [
+        "heartbeat every 102ms, answered text 3 (sent 5 times, 102ms apart): text 2"]
+
+
+def test_a_heartbeat_nobody_answers_is_an_every_rule_and_control_pings_are_ignored():
+    source = "".join(f"@{0.1 + k:.3f} c < json {{\"type\":\"hb\"}}\n" for k in range(4))
+    source += "".join(f"@{0.5 + 2 * k:.3f} c > ping {k}\n@{0.501 + 2 * k:.3f} c < pong {k}\n"
+                      for k in range(3))
+    out = write(generalize(parse(HEAD + source))[0]).splitlines()
+    assert out[3:] == ['  every 1s < json {"type":"hb"}', "  ignore > ping",
+                       "  ignore < pong"]
+
+
+def test_a_repeated_request_answered_differently_is_a_poll_and_stays():
+    source = "".join(f'@{1 + k:.3f} c > json {{"op":"poll"}}\n@{1.002 + k:.3f} c < json '
+                     f'{{"n":{k}}}\n' for k in range(5))
+    scenario, notes = generalize(parse(HEAD + source))
+    assert notes == [] and write(scenario) == HEAD + source
+
+
+def test_irregular_repeats_are_not_heartbeats():
+    source = "".join(f"@{t:.3f} c > text ok\n" for t in (0.1, 0.2, 0.9, 1.0, 3.0))
+    assert generalize(parse(HEAD + source))[1] == []
+
+
+def test_json_rpc_request_ids_the_client_draws_are_captured_and_echoed():
+    out, notes = lines('c > json {"jsonrpc":"2.0","id":1795213,"method":"a"}\n'
+                       'c < json {"jsonrpc":"2.0","id":1795213,"result":7}\n'
+                       'c > json {"jsonrpc":"2.0","id":2,"method":"b","params":[2]}\n'
+                       'c < json {"jsonrpc":"2.0","id":2,"result":2}\n')
+    assert out == ['c > json {"jsonrpc":"2.0","id":"{{id = #number like 1795213}}","method":"a"}',
+                   'c < json {"jsonrpc":"2.0","id":"{{id}}","result":7}',
+                   'c > json {"jsonrpc":"2.0","id":"{{id_2 = #number like 2}}","method":"b",'
+                   '"params":[2]}',
+                   'c < json {"jsonrpc":"2.0","id":"{{id_2}}","result":2}']
+    assert notes[0] == "capture id (the other side echoes it): 1795213"
+
+
+@pytest.mark.parametrize("source", [
+    # a small number the server issued: too easily a coincidence
+    'c < json {"id":7,"v":1}\nc > json {"ack":7}\n',
+    # not under an id key
+    'c > json {"count":123456}\nc < json {"count":123456}\n',
+    # echoed by the same side only
+    'c > json {"id":5}\nc > json {"id":5}\n',
+])
+def test_numbers_that_are_not_ids_stay(source):
+    assert lines(source)[1] == []
+
+
+def test_a_big_id_the_server_issued_comes_back_as_a_capture():
+    out, _ = lines('c < json {"subscription":48213307}\nc > json {"unsubscribe":48213307}\n')
+    assert out == ['c < json {"subscription":"{{subscription = #number like 48213307}}"}',
+                   'c > json {"unsubscribe":"{{subscription}}"}']
+
+
+def test_ids_in_urls_and_bare_tokens_in_text():
+    source = ('c < text TOKEN a8Fq2ZkL9xWm3Pq7 READY\n'
+              'conn d ws://127.0.0.1:9/echo/421/x7k2m9qa3/websocket?token=a8Fq2ZkL9xWm3Pq7'
+              '&t=Nq1Zz9a0\n'
+              'd > text SEND id:sub-0 a8Fq2ZkL9xWm3Pq7\n')
+    out, notes = lines(source)
+    assert out == ['c < text TOKEN {{id = #string like a8Fq2ZkL9xWm3Pq7}} READY',
+                   'conn d ws://127.0.0.1:9/echo/421/{{#string like x7k2m9qa3}}/websocket'
+                   '?token={{id}}&t=Nq1Zz9a0',
+                   'd > text SEND id:sub-0 {{id}}']
+    # the one-off cache buster t= stays: literal query values are examples when serving
+
+
+def test_ids_in_binary_messages():
+    sid = b"Zq81kQ0p2LmN7aBc"
+    source = (f"c < hex 01{sid.hex()}00\n"
+              f"c > hex 02{b'mqttjs_3f2a1b4c'.hex()}ff{sid.hex()}\n")
+    out, _ = lines(source)
+    assert out == ['c < hex 01 {{id = #bytes 16 like "Zq81kQ0p2LmN7aBc"}} 00',
+                   'c > hex 02 {{#bytes 15 like "mqttjs_3f2a1b4c"}} ff {{id}}']
+
+
+def test_a_redacted_field_leaves_the_rest_of_the_line_generalized():
+    out, _ = lines('c > json {"token":"{{C_TOKEN}}","lit":"##x","req":"7c9e6679-7425-40de-944b-'
+                   'e07fc1f90ae7"}\n')
+    assert out == ['c > json {"token":"{{C_TOKEN}}","lit":"##x","req":"#uuid like '
+                   '7c9e6679-7425-40de-944b-e07fc1f90ae7"}']
 
 
 def test_the_result_parses_plays_both_sides_and_is_idempotent():

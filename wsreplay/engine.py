@@ -491,13 +491,18 @@ class Engine:
         return None
 
     def _handshake_request(self, connect: m.Connect):
-        url = render_text(connect.url, self.vars)
+        bound: dict[str, Any] = {}  # a capture in the handshake binds the value it sent
+
+        def render(template: str) -> str:
+            return render_text(template, self.vars, bound, self.rng, self.overrides)
+
+        url = render(connect.url)
         if connect.query:
-            query = urllib.parse.urlencode([(k, render_text(v, self.vars))
-                                            for k, v in connect.query])
+            query = urllib.parse.urlencode([(k, render(v)) for k, v in connect.query])
             url += ("&" if "?" in url else "?") + query
-        headers = tuple((k, render_text(v, self.vars)) for k, v in connect.headers)
-        protocols = tuple(render_text(p, self.vars) for p in connect.protocols)
+        headers = tuple((k, render(v)) for k, v in connect.headers)
+        protocols = tuple(render(p) for p in connect.protocols)
+        self.vars.update(bound)
         return url, headers, protocols, connect.compress
 
     def _await_client(self, connect: m.Connect, now: float) -> float | None:

@@ -153,13 +153,20 @@ class _Linter:
             self.report(c.pos, f"connection {c.name!r} is already opened at line "
                                f"{self.conns[c.name].pos.line}: give each connection its own name")
         self.conns[c.name] = c
-        self.template(c.url, c.pos, "url", markers=False)
+        # the URL, query and header templates are matched when serving (markers and captures
+        # accept a client's own value there) and sent when replaying (their example)
+        host = re.match(r"[^/]*(//[^/?]*)?", c.url).group()
+        if "{{" in host and any(ph.kind in ("marker", "capture")
+                                for ph in _placeholders_or_none(host)):
+            self.report(c.pos, "url: a marker cannot stand here: the host is where replay "
+                               "connects, and serving matches only the path and query")
+        self.template(c.url, c.pos, "url")
         if not re.match(r"(wss?://|\{\{)", c.url):
             self.report(c.pos, f"the url must start with ws:// or wss://, not {c.url[:12]!r}")
         for key, value in c.query:
-            self.template(value, c.pos, f"query {key}", markers=False)
+            self.template(value, c.pos, f"query {key}")
         for key, value in c.headers:
-            self.template(value, c.pos, f"header {key}", markers=False)
+            self.template(value, c.pos, f"header {key}")
         for protocol in c.protocols:
             self.template(protocol, c.pos, "protocol", markers=False)
         if c.expect_protocol:
@@ -211,3 +218,10 @@ def lint(scenario: m.Scenario, defined: Iterable[str] = (),
     linter = _Linter(defined, read_file)
     linter.steps(scenario.steps)
     return linter.out
+
+
+def _placeholders_or_none(source: str) -> list:
+    try:
+        return placeholders(source)
+    except TemplateError:
+        return []  # reported by Lint.template

@@ -194,11 +194,22 @@ def unplayable(program: list[Flat], side: m.Side,
                 attempt(lambda: _check_event(event, side), event.pos)
         if isinstance(step, m.Connect) and id(step) not in seen:
             seen.add(id(step))
+            if side is m.Side.CLIENT:
+                attempt(lambda: _check_handshake(step), step.pos)
             for rule in step.rules:
                 attempt(lambda: _check_rule(rule, side), rule.pos)
         if first_only and out:
             return out
     return out
+
+
+def _check_handshake(connect: m.Connect) -> None:
+    """Replaying sends the URL, query and headers: a marker in them needs a value to send."""
+    for template in (connect.url, *(v for _, v in connect.query),
+                     *(v for _, v in connect.headers), *connect.protocols):
+        for ph in placeholders(template):
+            if ph.marker is not None:
+                _sendable(ph.marker, False)
 
 
 def _check_rule(rule: m.Rule, side: m.Side) -> None:
