@@ -2,8 +2,8 @@
 drives them through wsreplay.
 
 A :class:`Peer` is a protocol stack written by others: a server program and a client program
-with a fixed conversation (``tests/peers/socketio_*.js``, ``graphql_*.js``, ``mqtt_*``, and
-``tests/socketio_peer.py`` on python-socketio). Every server prints
+with a fixed conversation (``tests/peers/socketio_*.js``, ``graphql_*.js``, ``mqtt_*``,
+``jsonrpc_*.js``, and ``tests/socketio_peer.py`` on python-socketio). Every server prints
 ``{"event":"listening","port":N}`` first; every client prints one JSON event per line and exits
 0 when its conversation went as written, 1 when not.
 
@@ -73,6 +73,10 @@ PEER_LIST = [
     Peer("mqtt-packets", "node", _node("mqtt_broker.mjs", "--whole-packets"),
          _node("mqtt_client.js", "--browser-ws"), "ws://127.0.0.1:{port}/mqtt",
          ("mqtt", "aedes")),
+    # JSON-RPC 2.0 (npm json-rpc-2.0) over ws: the client draws a random integer request id
+    # per request; the server's session, subscription id and times change on every run.
+    Peer("jsonrpc", "node", _node("jsonrpc_server.js"), _node("jsonrpc_client.js"),
+         "ws://127.0.0.1:{port}/rpc", ("json-rpc-2.0", "ws")),
 ]
 PEERS_BY_NAME = {p.name: p for p in PEER_LIST}
 

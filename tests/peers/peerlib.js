@@ -1,7 +1,7 @@
-// What the third-party peers (socketio_*.js, graphql_*.js, mqtt_*.mjs) share: one JSON event
-// per stdout line, a server's `{"event":"listening","port":N}` first line, and a client's
-// bounded life (exit 0 when its conversation went as written, 1 when not or when --timeout
-// passes first, 2 on a usage error).
+// What the third-party peers (socketio_*.js, graphql_*.js, mqtt_*.mjs, jsonrpc_*.js) share: one
+// JSON event per stdout line, a server's `{"event":"listening","port":N}` first line, and a
+// client's bounded life (exit 0 when its conversation went as written, 1 when not or when
+// --timeout passes first, 2 on a usage error).
 'use strict';
 
 function emit(event) {
