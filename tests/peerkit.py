@@ -11,8 +11,9 @@ Fixtures (import them into a test module):
 
 * ``peer_server(peer) -> Proc``: a fresh server process on 127.0.0.1 (``proc.port`` set);
 * ``peer_client(peer, port) -> Conversation``: the client's conversation, run to its end;
-* ``record_peer(peer) -> Recording``: the conversation recorded through ``wsreplay record``
-  (the real proxy, as a process), with the scenario text;
+* ``record_peer(peer, raw=False) -> Recording``: the conversation recorded through
+  ``wsreplay record`` (the real proxy, as a process), with the scenario text: generalized
+  as the recorder does by default, or with ``raw`` as it passed (``--no-infer``);
 * ``wsreplay_cli``: ``replay(file, port)`` and ``serve_to(file, peer)`` run the CLI.
 
 Every process is started through ``conftest.spawn``: killed when the test ends, every wait
@@ -25,7 +26,7 @@ import json
 import shutil
 import signal
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,18 @@ PEER_LIST = [
          "ws://127.0.0.1:{port}/rpc", ("json-rpc-2.0", "ws")),
 ]
 PEERS_BY_NAME = {p.name: p for p in PEER_LIST}
+# The Socket.IO pairs with Engine.IO's heartbeat on while the client stays connected after
+# its chat (issue 11: heartbeats become rules): a ping every 150 ms for 900 ms (Node), every
+# second for 3.4 s (python-engineio tells its client whole seconds only).
+PINGING = {
+    "socketio-node": replace(PEERS_BY_NAME["socketio-node"], name="socketio-node-ping",
+                             server=_node("socketio_server.js", "--ping-interval", "150"),
+                             client=_node("socketio_client.js", "--linger", "900")),
+    "socketio-python": replace(PEERS_BY_NAME["socketio-python"], name="socketio-python-ping",
+                               server=(_SIO_PY, "server", "--ping-interval", "1000"),
+                               client=(_SIO_PY, "client", "--linger", "3400")),
+}
+PEERS_BY_NAME.update({p.name: p for p in PINGING.values()})
 
 
 def require(peer: Peer) -> None:
@@ -166,16 +179,16 @@ def peer_client(spawn):
 
 @pytest.fixture
 def record_peer(spawn, peer_server, peer_client, python_exe, tmp_path):
-    """``record_peer(peer) -> Recording``: start the peer's server, put ``wsreplay record``
-    in front of it, run the client's conversation through the proxy, stop the recorder with
+    """``record_peer(peer, raw=False) -> Recording``: start the peer's server, put
+    ``wsreplay record`` in front of it, run the client's conversation through the proxy, stop the recorder with
     Ctrl-C (SIGINT) and read the file it finished."""
 
-    def record(peer: Peer) -> Recording:
+    def record(peer: Peer, raw: bool = False) -> Recording:
         server = peer_server(peer)
-        out = tmp_path / f"{peer.name}.wsr"
+        out = tmp_path / f"{peer.name}{'-raw' * raw}.wsr"
         recorder = spawn([python_exe, "-m", "wsreplay", "record", "--target",
                           f"ws://127.0.0.1:{server.port}", "--listen", "127.0.0.1:0",
-                          "--out", out])
+                          "--out", out, *(["--no-infer"] if raw else [])])
         conversation = peer_client(peer, recorder.port)
         # The client may end before the proxy has written the connection's end.
         recorder.wait_line(lambda line: "(0 open)" in line, T)

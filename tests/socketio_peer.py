@@ -1,7 +1,7 @@
 """A python-socketio peer for the third-party tests (run as a program, not collected):
 
-    python tests/socketio_peer.py server [--port N]
-    python tests/socketio_peer.py client URL [--timeout SECONDS]     (URL: http://HOST:PORT)
+    python tests/socketio_peer.py server [--port N] [--ping-interval MS]
+    python tests/socketio_peer.py client URL [--timeout SECONDS] [--linger MS]
 
 The same conversation and output as ``tests/peers/socketio_server.js`` /
 ``socketio_client.js``, on python-socketio's asyncio server (on aiohttp) and AsyncClient: one
@@ -30,9 +30,10 @@ def emit(**event) -> None:
     print(json.dumps(event), flush=True)
 
 
-async def serve(port: int) -> None:
+async def serve(port: int, ping_ms: int = 0) -> None:
+    ping = ping_ms / 1000 if ping_ms else 60  # no heartbeat within a test's life unless asked
     sio = socketio.AsyncServer(async_mode="aiohttp", transports=["websocket"],
-                               ping_interval=60, ping_timeout=60)
+                               ping_interval=ping, ping_timeout=ping)
     app = web.Application()
     sio.attach(app)
     count = 0
@@ -61,7 +62,7 @@ async def serve(port: int) -> None:
     await runner.cleanup()
 
 
-async def converse(url: str) -> str | None:
+async def converse(url: str, linger_ms: int = 0) -> str | None:
     """The client's conversation; None when it went as written, else what went wrong."""
     sio = socketio.AsyncClient(reconnection=False)
     broadcast: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -78,6 +79,7 @@ async def converse(url: str) -> str | None:
     ack = await sio.call("chat", {"text": "hello"}, timeout=5)
     emit(event="ack", data=ack)
     data = await broadcast
+    await asyncio.sleep(linger_ms / 1000)  # the server's heartbeats keep it alive meanwhile
     await sio.disconnect()
     if data.get("from") != sid or data.get("text") != "hello":
         return f"the broadcast {data} is not this client's own message"
@@ -86,9 +88,9 @@ async def converse(url: str) -> str | None:
     return None
 
 
-async def client(url: str, timeout: float) -> int:
+async def client(url: str, timeout: float, linger_ms: int = 0) -> int:
     try:
-        problem = await asyncio.wait_for(converse(url), timeout)
+        problem = await asyncio.wait_for(converse(url, linger_ms), timeout)
     except asyncio.TimeoutError:
         emit(event="timeout", seconds=timeout)
         return 1
@@ -106,14 +108,16 @@ def main(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="role", required=True)
     s = sub.add_parser("server")
     s.add_argument("--port", type=int, default=0)
+    s.add_argument("--ping-interval", type=int, default=0, metavar="MS")
     c = sub.add_parser("client")
     c.add_argument("url")
     c.add_argument("--timeout", type=float, default=10.0)
+    c.add_argument("--linger", type=int, default=0, metavar="MS")
     args = parser.parse_args(argv)
     if args.role == "server":
-        asyncio.run(serve(args.port))
+        asyncio.run(serve(args.port, args.ping_interval))
         return 0
-    return asyncio.run(client(args.url, args.timeout))
+    return asyncio.run(client(args.url, args.timeout, args.linger))
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def event_lines(text: str) -> list[str]:
 
 @pytest.mark.parametrize("name", PEER_NAMES)
 def test_recording_through_the_proxy_is_transparent(name, record_peer):
-    rec = record_peer(peer(name))
+    rec = record_peer(peer(name), raw=True)
     assert rec.conversation.ok, rec.conversation.describe()  # the client got its whole talk
     scenario = load(rec.path)  # parses
     assert [c.name for c in scenario.steps if isinstance(c, m.Connect)] == ["c1"]
@@ -65,7 +65,7 @@ def test_the_edited_recording_differs_from_a_fresh_one_only_where_it_has_placeho
     not vary: a fresh recording of the same stack has the same lines, in order, except those
     the edit turned into placeholders (random ids, binary templates). So the edited files
     follow the peers (an upgrade that changes the conversation shows here, today)."""
-    fresh = event_lines(record_peer(peer(name)).text)
+    fresh = event_lines(record_peer(peer(name), raw=True).text)
     edited = _grouped(event_lines(EDITED[name].read_text(encoding="utf-8")))
     if name.startswith("mqtt"):  # after DISCONNECT the broker's TCP end races the client's
         while fresh and re.fullmatch(r"c1 [<>] (close.*|drop)", fresh[-1]):  # close frame:
@@ -84,7 +84,7 @@ def _grouped(lines: list[str]) -> list[str]:
 
 def test_raw_socketio_node_recording_fails_on_a_fresh_server_at_the_engineio_sid(
         record_peer, peer_server, wsreplay_cli):
-    rec = record_peer(peer("socketio-node"))
+    rec = record_peer(peer("socketio-node"), raw=True)
     recorded_sid = re.search(r'0\{"sid":"([^"]+)"', rec.text).group(1)
     fresh = peer_server(peer("socketio-node"))
     proc = wsreplay_cli.replay(rec.path, fresh.port)
@@ -96,7 +96,7 @@ def test_raw_socketio_node_recording_fails_on_a_fresh_server_at_the_engineio_sid
 
 def test_raw_python_socketio_recording_fails_on_a_fresh_server_at_the_engineio_sid(
         record_peer, peer_server, wsreplay_cli):
-    rec = record_peer(peer("socketio-python"))
+    rec = record_peer(peer("socketio-python"), raw=True)
     recorded_sid = re.search(r'0\{"sid":"([^"]+)"', rec.text).group(1)
     assert re.search(r"[?&]t=\d+\.\d+", rec.text)  # python-engineio's cache buster, pinned
     fresh = peer_server(peer("socketio-python"))
@@ -109,7 +109,7 @@ def test_raw_graphql_recording_replays_on_a_fresh_server(record_peer, peer_serve
     """The subscription id is the client's (a fresh UUID per run) and the server only echoes
     it: the client side of a raw recording replays as it is. The mock is where it breaks
     (below)."""
-    rec = record_peer(peer("graphql-ws"))
+    rec = record_peer(peer("graphql-ws"), raw=True)
     fresh = peer_server(peer("graphql-ws"))
     proc = wsreplay_cli.replay(rec.path, fresh.port)
     assert proc.popen.returncode == 0, output(proc)
@@ -134,7 +134,7 @@ def _delivery_line(text: str, packets: bool) -> tuple[int, str]:
 @pytest.mark.parametrize("name", ["mqtt-stream", "mqtt-packets"])
 def test_raw_mqtt_recording_fails_on_a_fresh_broker_at_its_packet_id(
         name, record_peer, peer_server, wsreplay_cli):
-    rec = record_peer(peer(name))
+    rec = record_peer(peer(name), raw=True)
     line, pid = _delivery_line(rec.text, packets=name == "mqtt-packets")
     fresh = peer_server(peer(name))
     proc = wsreplay_cli.replay(rec.path, fresh.port)
@@ -155,7 +155,7 @@ def test_raw_mqtt_recording_fails_on_a_fresh_broker_at_its_packet_id(
 def test_raw_socketio_node_recording_serves_the_unchanged_client(record_peer, wsreplay_cli):
     """The Node client sends nothing random (no ``t=``, ids come from the server): the mock
     replays the recorded session ids and the client is content."""
-    rec = record_peer(peer("socketio-node"))
+    rec = record_peer(peer("socketio-node"), raw=True)
     conversation, serve = wsreplay_cli.serve_to(rec.path, peer("socketio-node"))
     assert conversation.ok, conversation.describe()
     assert serve.popen.returncode == 0, output(serve)
@@ -163,7 +163,7 @@ def test_raw_socketio_node_recording_serves_the_unchanged_client(record_peer, ws
 
 def test_raw_graphql_recording_as_a_mock_fails_on_the_clients_fresh_subscription_id(
         record_peer, wsreplay_cli):
-    rec = record_peer(peer("graphql-ws"))
+    rec = record_peer(peer("graphql-ws"), raw=True)
     recorded_id = re.search(r'"id":"([0-9a-f-]{36})","type":"subscribe"', rec.text).group(1)
     conversation, serve = wsreplay_cli.serve_to(rec.path, peer("graphql-ws"))
     assert not conversation.ok
@@ -174,7 +174,7 @@ def test_raw_graphql_recording_as_a_mock_fails_on_the_clients_fresh_subscription
 @pytest.mark.parametrize("name", ["mqtt-stream", "mqtt-packets"])
 def test_raw_mqtt_recording_as_a_mock_fails_on_the_clients_fresh_client_id(
         name, record_peer, wsreplay_cli):
-    rec = record_peer(peer(name))
+    rec = record_peer(peer(name), raw=True)
     conversation, serve = wsreplay_cli.serve_to(rec.path, peer(name))
     assert not conversation.ok
     out = output(serve)
@@ -211,7 +211,7 @@ def test_raw_python_socketio_recording_serves_the_client_despite_its_cache_buste
         record_peer, wsreplay_cli):
     """Literal query values in a ``conn`` URL are examples, not requirements (issue 10, 3):
     the recorded ``t=`` no longer refuses python-engineio's next one."""
-    rec = record_peer(peer("socketio-python"))
+    rec = record_peer(peer("socketio-python"), raw=True)
     conversation, serve = wsreplay_cli.serve_to(rec.path, peer("socketio-python"))
     assert conversation.ok, conversation.describe() + "\n--- serve ---\n" + output(serve)
     assert serve.popen.returncode == 0, output(serve)

@@ -70,6 +70,7 @@ BIG_SERVER_NUMBER = 10_000  # a server-issued number must be this big to be take
 # Heartbeats: at least this many, each interval within this share of the median (or 20 ms).
 BEATS_MIN, BEAT_SLACK, BEAT_SLACK_US = 3, 0.25, 20_000
 BEAT_MAX_SIZE = 256  # bytes of payload
+_MESSAGES = (m.Text, m.Json, m.Binary, m.Ping, m.Pong, m.Regex, m.File)
 
 
 @dataclass(frozen=True)
@@ -371,11 +372,15 @@ def _heartbeats(steps: list, notes: list[Inference]) -> set[int]:
                                     for g in gaps):
                 continue
             answers = [_answer(events, k, period) for k in ks]
+            if answers[-1] is None and _last_word(events, ks[-1]):
+                answers.pop()  # the connection ended before the last one could be answered
             first = events[ks[0]][1]
             answered = [a for a in answers if a is not None]
             answer_keys = {_beat_key(events[a][1].payload) for a in answered}
             control = isinstance(first.payload, (m.Ping, m.Pong))
-            if len(answered) == len(ks) and len(answer_keys) == 1 and None not in answer_keys:
+            if all(_answers_one(events, k, period) for k in ks):
+                continue  # each one answers the other side at once: the answer of a heartbeat
+            if len(answered) == len(answers) and len(answer_keys) == 1 and None not in answer_keys:
                 reply = events[answered[0]][1].payload
                 gone = [events[k][0] for k in ks] + [events[a][0] for a in answered]
             elif len(answered) * 3 <= len(ks) and not control:
@@ -403,6 +408,26 @@ def _heartbeats(steps: list, notes: list[Inference]) -> set[int]:
     return removed
 
 
+def _last_word(events: list[tuple[int, m.Event]], k: int) -> bool:
+    """Whether the other side sends no message after ``events[k]`` (at most its close)."""
+    side = events[k][1].side
+    return not any(e.side is not side and isinstance(e.payload, _MESSAGES)
+                   for _, e in events[k + 1:])
+
+
+def _answers_one(events: list[tuple[int, m.Event]], k: int, period: float) -> bool:
+    """Whether ``events[k]`` follows a message of the other side at once (as a pong does)."""
+    e = events[k][1]
+    for j in range(k - 1, -1, -1):
+        before = events[j][1]
+        if before.at is not None and e.at is not None and e.at - before.at > min(period / 4,
+                                                                                 1_000_000):
+            return False
+        if before.side is not e.side:
+            return isinstance(before.payload, _MESSAGES) and _answer(events, j, period) == k
+    return False
+
+
 def _answer(events: list[tuple[int, m.Event]], k: int, period: float) -> int | None:
     """The index (in ``events``) of the other side's first message after heartbeat ``k``,
     if it came soon (within a quarter of the period, at most a second)."""
@@ -413,8 +438,7 @@ def _answer(events: list[tuple[int, m.Event]], k: int, period: float) -> int | N
         if e.at is not None and beat.at is not None and e.at - beat.at > soon:
             return None
         if e.side is not beat.side:
-            return j if isinstance(e.payload, (m.Text, m.Json, m.Binary, m.Ping, m.Pong)) \
-                else None
+            return j if isinstance(e.payload, _MESSAGES) else None
     return None
 
 

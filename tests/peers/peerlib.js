@@ -13,17 +13,18 @@ function usage(script, message) {
   process.exit(2);
 }
 
-// `node X.js URL [--timeout SECONDS]` for clients, `node X.js [--port N]` for servers.
+// `node X.js URL [--timeout SECONDS] [--linger MS]` for clients, `node X.js [--port N]
+// [--ping-interval MS]` for servers (the options a script does not use are ignored).
 // Boolean `flags` ('--browser-ws') become camelCase options (opts.browserWs).
 function parseArgs(script, argv, { url, flags = [] }) {
-  const opts = { timeout: 10, port: 0 };
+  const opts = { timeout: 10, port: 0, pingInterval: 0, linger: 0 };
   for (const flag of flags) opts[camel(flag)] = false;
   const rest = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === '--timeout' || a === '--port') {
+    if (a === '--timeout' || a === '--port' || a === '--ping-interval' || a === '--linger') {
       if (i + 1 >= argv.length) usage(script, `${a} needs a value`);
-      opts[a.slice(2)] = Number(argv[++i]);
+      opts[camel(a)] = Number(argv[++i]);
     } else if (flags.includes(a)) opts[camel(a)] = true;
     else if (a.startsWith('--')) usage(script, `unknown option ${a}`);
     else rest.push(a);

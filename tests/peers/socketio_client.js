@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // A Socket.IO 4 client (npm socket.io-client), a third-party peer for wsreplay's tests.
 //
-//   node socketio_client.js URL [--timeout SECONDS]      (URL: http://127.0.0.1:PORT)
+//   node socketio_client.js URL [--timeout SECONDS] [--linger MS]   (URL: http://127.0.0.1:PORT)
 //
 // The conversation: connect (WebSocket transport only), emit `chat` {"text":"hello"} with an
 // acknowledgement, receive the server's broadcast `chat` {"from":SID,"text":"hello"} (SID must
-// be this client's own Socket.IO id) and the ack {"ok":true,...}, disconnect, wait for the
+// be this client's own Socket.IO id) and the ack {"ok":true,...}, stay connected --linger
+// milliseconds (default 0), disconnect, wait for the
 // WebSocket's closing handshake. Every stdout line is a JSON event:
 //   {"event":"connect","sid":...} {"event":"chat","data":...} {"event":"ack","data":...}
 //   {"event":"done"} (exit 0)  {"event":"error","message":...} / {"event":"timeout"} (exit 1)
@@ -26,7 +27,8 @@ function maybeEnd() {
   if (chat.text !== 'hello' || ack.ok !== true) return fail('unexpected chat or ack');
   const raw = socket.io.engine.transport.ws; // the `ws` WebSocket under Engine.IO
   raw.on('close', (code) => { emit({ event: 'closed', code }); pass(); });
-  socket.disconnect();
+  // --linger MS: stay connected that long first (the server's heartbeats keep it alive)
+  setTimeout(() => socket.disconnect(), opts.linger);
 }
 
 socket.on('connect', () => {

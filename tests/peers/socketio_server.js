@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // A Socket.IO 4 chat server (npm socket.io), a third-party peer for wsreplay's tests.
 //
-//   node socketio_server.js [--port N]
+//   node socketio_server.js [--port N] [--ping-interval MS]
 //
 // Prints {"event":"listening","port":N}, then {"event":"connect","sid":...} and
 // {"event":"chat","sid":...,"text":...} per client and message. WebSocket transport only (the
@@ -16,10 +16,11 @@ const { emit, parseArgs, listen } = require('./peerlib');
 
 const opts = parseArgs('socketio_server.js', process.argv.slice(2), { url: false });
 const server = http.createServer();
-// No Engine.IO heartbeat within a test's life: a ping would land at a different place in
-// every run.
+// No Engine.IO heartbeat within a test's life (a ping would land at a different place in
+// every run), unless --ping-interval MS asks for one (its timeout the same).
+const ping = opts.pingInterval || 60000;
 const io = new Server(server, { transports: ['websocket'], serveClient: false,
-                                pingInterval: 60000, pingTimeout: 60000 });
+                                pingInterval: ping, pingTimeout: ping });
 let count = 0;
 io.on('connection', (socket) => {
   emit({ event: 'connect', sid: socket.id });

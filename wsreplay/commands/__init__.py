@@ -6,7 +6,9 @@ errors the same way everywhere.
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -41,3 +43,28 @@ def print_error(exc: Exception) -> None:
 def add_var_option(parser) -> None:
     parser.add_argument("--var", action="append", metavar="NAME=VALUE",
                         help="set a variable (JSON value, or a string); repeatable")
+
+
+def replace_file(path: str | Path, text: str, mode: int | None = None) -> None:
+    """Write ``text`` over ``path`` all at once: beside it under a hidden name, created with
+    the old file's mode (``mode`` when there is none; never wider for a moment), synced,
+    then renamed. An interruption leaves the old file whole. Raises OSError."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o644 if mode is None else mode
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

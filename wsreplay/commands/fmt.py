@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from ..errors import ScenarioError
 from ..loader import read_text
 from ..parser import parse
 from ..writer import write
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, print_error
+from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, print_error, replace_file
 
 
 def add_parser(sub) -> None:
@@ -42,18 +41,6 @@ def run(args) -> int:
             print(f"would reformat {name}")
             worst = max(worst, EXIT_FAILED)
         else:
-            _replace(name, formatted)
+            replace_file(name, formatted)
             print(f"reformatted {name}")
     return worst
-
-
-def _replace(name: str, text: str) -> None:
-    # Write beside, then rename: an interrupted fmt never leaves half a file.
-    tmp = f"{name}.fmt-tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-    try:
-        os.chmod(tmp, os.stat(name).st_mode & 0o7777)
-    except OSError:
-        pass
-    os.replace(tmp, name)

@@ -1,7 +1,8 @@
 """``wsreplay record``: put a recording proxy between an app and its WebSocket server.
 
 Runs :class:`wsreplay.proxy.RecordingProxy` until Ctrl-C or SIGTERM, then closes every
-connection with 1001, completes the scenario file and prints a summary. Exit code 0 after a
+connection with 1001, completes the scenario file, generalizes it (unless ``--no-infer``: see
+:mod:`wsreplay.infer`) and prints a summary. Exit code 0 after a
 clean stop, 2 on a usage error (bad option, output file exists, address in use) or when the
 recording could not be written completely (disk full, folder unwritable: the error is printed
 when it happens and forwarding goes on regardless).
@@ -20,9 +21,10 @@ import signal
 import sys
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import ScenarioError, UsageError
 from ..proxy import ProxyConfig, RecordingProxy, parse_target
 from ..recorder import Recorder, Redaction
+from .generalize import generalize_file, summarize
 
 EXIT_OK, EXIT_USAGE = 0, 2
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000 ** 2, "mb": 1000 ** 2,
@@ -67,6 +69,10 @@ def add_parser(subparsers) -> None:
                    help="redact what follows this prefix in an offered subprotocol (those "
                         "holding bearer, token, authorization... always are)")
     p.add_argument("--no-redact", action="store_true", help="write secrets as seen")
+    p.add_argument("--no-infer", action="store_true",
+                   help="keep the raw recording: do not generalize it when stopping (values "
+                        "that change between runs into captures and markers, heartbeats into "
+                        "rules; see `wsreplay generalize`)")
     p.set_defaults(func=run)
 
 
@@ -175,6 +181,30 @@ def _split_files(path: Path) -> list[Path]:
     return list(path.parent.glob(f"{path.stem}-c[0-9]*{path.suffix or '.wsr'}"))
 
 
+def _infer(files, say) -> None:
+    """Generalize each finished file in place (what was forwarded is in it as recorded until
+    the generalized form replaces it whole) and say what was inferred and why."""
+    for path in files:
+        try:
+            notes = generalize_file(path)
+        except KeyboardInterrupt:
+            say(f"wsreplay record: {path}: interrupted; the raw recording is kept")
+            return
+        except (ScenarioError, OSError) as exc:
+            why = exc.render() if isinstance(exc, ScenarioError) else (exc.strerror or str(exc))
+            print(f"wsreplay record: {path}: not generalized, the raw recording is kept: {why}",
+                  file=sys.stderr)
+            continue
+        if not notes:
+            say(f"wsreplay record: {path}: nothing to generalize")
+            continue
+        say(f"wsreplay record: generalized {len(notes)} value{'s' * (len(notes) != 1)} in "
+            f"{path} so it replays against a fresh server and serves an unchanged client "
+            f"(--no-infer keeps it raw):")
+        for line in summarize(notes):
+            say(f"  {line}")
+
+
 def _listen(text: str) -> tuple[str, int]:
     match = re.fullmatch(r"(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:]*)):(?P<port>\d+)|(?P<only>\d+)",
                          text)
@@ -224,6 +254,8 @@ async def _serve(args, config: ProxyConfig, recorder: Recorder) -> int:
     files = ", ".join(str(f) for f in summary.files) or "(no file: nothing recorded)"
     say(f"wsreplay record: stopped. {summary.connections} connections, {summary.messages} "
         f"messages, {summary.bytes} bytes -> {files}")
+    if not args.no_infer:
+        _infer(summary.files, say)
     if summary.incomplete:
         print(f"wsreplay record: the recording is INCOMPLETE: {summary.incomplete}",
               file=sys.stderr)
