@@ -180,8 +180,8 @@ def peer_client(spawn):
 @pytest.fixture
 def record_peer(spawn, peer_server, peer_client, python_exe, tmp_path):
     """``record_peer(peer, raw=False) -> Recording``: start the peer's server, put
-    ``wsreplay record`` in front of it, run the client's conversation through the proxy, stop the recorder with
-    Ctrl-C (SIGINT) and read the file it finished."""
+    ``wsreplay record`` in front of it, run the client's conversation through the proxy,
+    stop the recorder with Ctrl-C (SIGINT) and read the file it finished."""
 
     def record(peer: Peer, raw: bool = False) -> Recording:
         server = peer_server(peer)

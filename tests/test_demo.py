@@ -23,6 +23,11 @@ def test_demo_records_replays_and_serves(tmp_path):
     files = list(tmp_path.glob("demo-chat-*.wsr"))
     assert len(files) == 1 and str(files[0]) in out
     assert os.stat(files[0]).st_mode & 0o777 == 0o600
+    # the server issued fresh UUIDs and real times: the recording replayed against a fresh
+    # server because it was generalized, and says so
+    assert "generalized" in out and "capture id" in out and "#number" in out
+    text = files[0].read_text(encoding="utf-8")
+    assert '"id":"{{id = #uuid like ' in text and '"ts":"#number like ' in text
     scenario = load(files[0])
     assert len(scenario.connections()) == 2
     assert sum(1 for e in scenario.events() if e.conn == "c1") > 5

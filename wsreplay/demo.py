@@ -1,10 +1,12 @@
 """``wsreplay demo``: record, replay and serve the sample chat, end to end, in one command.
 
-1. The built-in sample server (:mod:`wsreplay.demo_server`, deterministic ids) starts on
-   127.0.0.1; a recording proxy is put in front of it.
+1. The built-in sample server (:mod:`wsreplay.demo_server`) starts on 127.0.0.1, issuing fresh
+   UUIDs and stamping the real time as a real server does; a recording proxy is put in front.
 2. A scripted client session -- two users chatting, a JSON-RPC style ping, a ticker burst --
-   goes through the proxy; the scenario is written to a file.
-3. The recording is replayed against a fresh sample server: it must pass with no edits.
+   goes through the proxy; the scenario is written to a file and generalized as ``wsreplay
+   record`` does (the server's ids become captures, its times markers).
+3. The recording is replayed against a fresh sample server (new ids, a later clock): it must
+   pass with no edits.
 4. The recording is served as a mock, and the same scripted client talks to the mock: it must
    receive exactly what the real server sent it, and the mock must see what it expected.
 """
@@ -18,7 +20,8 @@ from typing import Callable
 import aiohttp
 import orjson
 
-from .demo_server import start_demo_server
+from .commands.generalize import generalize_file, summarize
+from .demo_server import LiveSource, start_demo_server
 from .loader import load
 from .proxy import ProxyConfig, RecordingProxy
 from .recorder import Recorder
@@ -69,8 +72,10 @@ async def run(out_dir: Path, say: Callable[[str], None] = print) -> bool:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = out_dir / f"demo-chat-{stamp}.wsr"
 
-    say("1. starting the sample chat server (deterministic ids) and a recording proxy")
-    runner, port = await start_demo_server("127.0.0.1", 0, deterministic=True)
+    say("1. starting the sample chat server (fresh ids and times each run) and a recording "
+        "proxy")
+    runner, port = await start_demo_server("127.0.0.1", 0, source=LiveSource(steady=True),
+                                           heartbeat=0)
     server_url = f"ws://127.0.0.1:{port}"
     recorder = Recorder(path, source=server_url)
     proxy = RecordingProxy(ProxyConfig(target=server_url, port=0), recorder)
@@ -85,10 +90,15 @@ async def run(out_dir: Path, say: Callable[[str], None] = print) -> bool:
         await runner.cleanup()
     say(f"   recorded {summary.connections} connections, {summary.messages} messages "
         f"into {path}")
+    notes = generalize_file(path)
+    say(f"   generalized {len(notes)} values, so it replays against a fresh server:")
+    for line in summarize(notes):
+        say("     " + line.replace(f"{path}:", "line "))
 
-    say("3. replaying the recording against a fresh sample server")
+    say("3. replaying the recording against a fresh sample server (new ids, a later clock)")
     scenario = load(path)
-    runner, port = await start_demo_server("127.0.0.1", 0, deterministic=True)
+    runner, port = await start_demo_server("127.0.0.1", 0, source=LiveSource(steady=True),
+                                           heartbeat=0)
     try:
         result = await replay_scenario(scenario, f"ws://127.0.0.1:{port}")
     finally:

@@ -14,16 +14,17 @@ mock. Protocol, JSON text messages on ``/chat?user=NAME[&room=ROOM]``:
 
 ``GET /`` serves a tiny HTML page that chats through the browser's own WebSocket.
 
-Ids, timestamps and prices come from a :class:`DemoSource`; :class:`CountingSource` makes every
-run identical (ids ``u1``, ``m1``..., one fixed timestamp), which tests and recordings rely on.
+Ids, timestamps and prices come from a :class:`DemoSource`: :class:`LiveSource` (the default)
+issues UUIDs and stamps the real time, as a real server does; :class:`CountingSource` makes
+every run identical (ids ``u1``, ``m1``..., one fixed timestamp), which some tests rely on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import secrets
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -49,16 +50,23 @@ class DemoSource(Protocol):
 
 
 class LiveSource:
-    """Random ids, the real clock, prices wandering around a base."""
+    """What a real server gives: fresh ids (UUIDs) and the real clock, so no two runs are
+    alike; prices wander around a base, or with ``steady`` follow :class:`CountingSource`'s
+    (what ``wsreplay demo`` records: ids and times that change, data that does not)."""
+
+    def __init__(self, steady: bool = False):
+        self.steady = steady
 
     def new_id(self, kind: str) -> str:
-        return f"{kind}-{secrets.token_hex(4)}"
+        return str(uuid.uuid4())
 
     def now_ms(self) -> int:
         return int(time.time() * 1000)
 
     def price(self, sym: str, n: int) -> float:
         base = BASE_PRICES.get(sym, 100.0)
+        if self.steady:
+            return base + 0.5 * n
         return round(base * (1 + random.uniform(-0.01, 0.01)), 2)
 
 

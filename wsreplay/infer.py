@@ -39,7 +39,6 @@ import datetime as _dt
 import json
 import re
 import statistics
-from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
@@ -62,8 +61,8 @@ _KEY_BEFORE = re.compile(r'"([A-Za-z_][A-Za-z0-9_]*)"\s*:\s*\Z')
 # Keys that name ids: id, requestId, request_id, sub-id, ref ... (not "paid", "valid").
 _ID_KEY = re.compile(r"(?:^|[a-z0-9])(?:Id|ID|Ref)\Z|(?:^|[_\-])(?:id|ID|ref)\Z"
                      r"|\A(?:sid|uid|subscription|session|handle|nonce)\Z")
-_URL = re.compile(r"(?P<head>[a-z]+://[^/?#]*)(?P<path>[^?#]*)(?:\?(?P<query>[^#]*))?(?P<tail>.*)\Z",
-                  re.S)
+_URL = re.compile(r"(?P<head>[a-z]+://[^/?#]*)(?P<path>[^?#]*)"
+                  r"(?:\?(?P<query>[^#]*))?(?P<tail>.*)\Z", re.S)
 DAY = 86_400
 BINARY_MAX = 4096  # binary messages looked into for id runs
 BIG_SERVER_NUMBER = 10_000  # a server-issued number must be this big to be taken for an id
@@ -336,7 +335,8 @@ def _beat_key(p: m.Payload) -> str | None:
     if isinstance(p, m.Text) and len(p.text) <= BEAT_MAX_SIZE and "{{" not in p.text:
         return "text " + p.text
     if isinstance(p, m.Json) and len(p.source) <= BEAT_MAX_SIZE and "{{" not in p.source:
-        return f"{p.codec} " + orjson.dumps(orjson.loads(p.source), option=orjson.OPT_SORT_KEYS).decode()
+        value = orjson.loads(p.source)
+        return f"{p.codec} " + orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
     if isinstance(p, m.Binary) and p.template is None and len(p.data) <= BEAT_MAX_SIZE:
         return "bytes " + p.data.hex()
     return None
