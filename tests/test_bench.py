@@ -34,3 +34,10 @@ def test_match_bench_runs_small():
     for row in ("regex (x+x+)+y", "text 3 #any", "binary #bytes", "json markers",
                 "msgpack markers"):
         assert done.stdout.count(row) == 2, row
+
+
+def test_generalize_bench_runs_small():
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "generalize.py"), "--events",
+                           "2000", "--runs", "1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "values generalized" in done.stdout and "generalize" in done.stdout.splitlines()[-1]

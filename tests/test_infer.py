@@ -151,6 +151,12 @@ def test_ids_in_urls_and_bare_tokens_in_text():
     # the one-off cache buster t= stays: literal query values are examples when serving
 
 
+def test_timestamps_in_text_become_number_markers_and_other_numbers_stay():
+    out, _ = lines(f'c < text 42["said",{{"ts":{NOW}123,"n":12345678901}}] at {NOW}.5 v 2026120512\n')
+    assert out == [f'c < text 42["said",{{"ts":{{{{#number like {NOW}123}}}},"n":12345678901}}] '
+                   f'at {{{{#number like {NOW}.5}}}} v 2026120512']
+
+
 def test_ids_in_binary_messages():
     sid = b"Zq81kQ0p2LmN7aBc"
     source = (f"c < hex 01{sid.hex()}00\n"

@@ -25,8 +25,8 @@ what cannot be the same in the next run:
 * **a number that is a timestamp** within a day of the recording's start (seconds or
   milliseconds) becomes ``"#number like N"``.
 
-Values are whole JSON strings and numbers (``json``, ``msgpack``, ``cbor``), quoted strings and
-id-like tokens in ``text``, runs of 8+ printable id characters in binary messages of up to
+Values are whole JSON strings and numbers (``json``, ``msgpack``, ``cbor``), quoted strings,
+id-like tokens and timestamps in ``text``, runs of 8+ printable id characters in binary messages of up to
 4 KiB (``{{name = #bytes N like "X"}}``), and the path segments and query values of ``conn``
 URLs. Everything else stays literal: the rewrite is conservative, since a false capture can
 make a real regression pass. A value already written as a template is a person's work and left
@@ -54,7 +54,8 @@ _PARTS = re.compile(r"[-_.:~+/=]+")
 # In text: a JSON-style quoted string (group 1), or else a bare token (group 2) -- ``:`` ``/``
 # and ``=`` inside are the delimiters of text protocols (``id:sub-0``, ``k=v``), not part of it.
 _TEXT_VALUE = re.compile(r'"((?:[^"\\{}]|\\.)*)"'
-                         r'|(?<![A-Za-z0-9_\-.~+])([A-Za-z0-9_\-.~+]{8,}=*)(?![A-Za-z0-9_\-.~+=])')
+                         r'|(?<![\w\-.~+])(\d{10,13}(?:\.\d+)?)(?![\w\-.~+=])'  # a time?
+                         r'|(?<![\w\-.~+])([\w\-.~+]{8,}=*)(?![\w\-.~+=])', re.ASCII)
 _BINARY_RUN = re.compile(rb"[A-Za-z0-9_\-.~+]{8,}=*")
 _STARTED = re.compile(r"@0\.000 is (\S+)")
 _KEY_BEFORE = re.compile(r'"([A-Za-z_][A-Za-z0-9_]*)"\s*:\s*\Z')
@@ -177,6 +178,8 @@ def _json_values(value: Any, key: str | None = None) -> Iterator[tuple[Any, str 
 def _text_values(text: str) -> Iterator[tuple[re.Match, str, str | None]]:
     """The quoted strings and bare tokens of a text message: (match, value, key)."""
     for hit in _TEXT_VALUE.finditer(text):
+        if hit.group(2) is not None:
+            continue  # a number: only ever a timestamp (see _Rewrite._text)
         if hit.group(1) is not None:
             raw = hit.group(1)
             if "\\" in raw:
@@ -184,7 +187,7 @@ def _text_values(text: str) -> Iterator[tuple[re.Match, str, str | None]]:
             key = _KEY_BEFORE.search(text, 0, hit.start())
             yield hit, raw, key.group(1) if key else None
         else:
-            yield hit, hit.group(2), None
+            yield hit, hit.group(3), None
 
 
 def _binary_runs(data: bytes) -> Iterator[re.Match]:
@@ -279,15 +282,19 @@ class _Names:
                     else step.payload.source
                 self.taken.update(re.findall(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*=", source))
         self.of: dict[tuple, str] = {}
+        self.last: dict[str, int] = {}  # stem → the last number tried (no quadratic search)
 
     def name(self, key: tuple, hint: str | None) -> str:
         if key in self.of:
             return self.of[key]
         stem = hint if hint and NAME_RE.match(hint) and not hint[0].isdigit() else "id"
-        name, n = stem, 1
+        name, n = stem, self.last.get(stem, 1)
+        if n > 1:
+            name = f"{stem}_{n}"
         while name in self.taken:
             n += 1
             name = f"{stem}_{n}"
+        self.last[stem] = n
         self.taken.add(name)
         self.of[key] = name
         return name
@@ -578,8 +585,14 @@ class _Rewrite:
         return value
 
     def _text(self, hit: re.Match) -> str:
+        if hit.group(2) is not None:
+            number = float(hit.group(2)) if "." in hit.group(2) else int(hit.group(2))
+            if not _timestamp(number, self.started):
+                return hit.group()
+            self.note("marker #number", number, "a timestamp of the recording's day")
+            return "{{#number like " + hit.group(2) + "}}"
         quoted = hit.group(1) is not None
-        raw = hit.group(1) if quoted else hit.group(2)
+        raw = hit.group(1) if quoted else hit.group(3)
         if (quoted and "\\" in raw) or not looks_like_id(raw):
             return hit.group()
         key = _KEY_BEFORE.search(hit.string, 0, hit.start()) if quoted else None

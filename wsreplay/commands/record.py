@@ -251,11 +251,11 @@ async def _serve(args, config: ProxyConfig, recorder: Recorder) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         summary = await proxy.stop()
+    if not args.no_infer:
+        _infer(summary.files, say)
     files = ", ".join(str(f) for f in summary.files) or "(no file: nothing recorded)"
     say(f"wsreplay record: stopped. {summary.connections} connections, {summary.messages} "
         f"messages, {summary.bytes} bytes -> {files}")
-    if not args.no_infer:
-        _infer(summary.files, say)
     if summary.incomplete:
         print(f"wsreplay record: the recording is INCOMPLETE: {summary.incomplete}",
               file=sys.stderr)
