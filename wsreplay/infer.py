@@ -4,8 +4,9 @@ A recording pins every value as it was. :func:`generalize` rewrites, in the lang
 what cannot be the same in the next run:
 
 * **heartbeats** -- the same frame sent again and again on a steady period by one side on a
-  connection, each time answered with the same frame by the other (Engine.IO's ``2``/``3``,
-  graphql-ws's ping/pong) or never answered -- leave the sequence and become the connection's
+  connection (3+ times, every gap within 25% of the median), each time answered with the same
+  frame by the other (Engine.IO's ``2``/``3``, graphql-ws's ping/pong), or never answered (4+
+  times, within 10%) -- leave the sequence and become the connection's
   rules: ``on`` … ``reply`` for the answer and ``every PERIOD`` for the heartbeat, so a replay
   answers the server's pings wherever they fall and a mock pings its client on the period.
   WebSocket ping frames (whose payloads differ) become ``ignore`` rules;
@@ -69,6 +70,7 @@ BINARY_MAX = 4096  # binary messages looked into for id runs
 BIG_SERVER_NUMBER = 10_000  # a server-issued number must be this big to be taken for an id
 # Heartbeats: at least this many, each interval within this share of the median (or 20 ms).
 BEATS_MIN, BEAT_SLACK, BEAT_SLACK_US = 3, 0.25, 20_000
+LONE_BEATS_MIN, LONE_SLACK = 4, 0.1  # a heartbeat nobody answers: 4+, within 10%
 BEAT_MAX_SIZE = 256  # bytes of payload
 _MESSAGES = (m.Text, m.Json, m.Binary, m.Ping, m.Pong, m.Regex, m.File)
 
@@ -375,8 +377,8 @@ def _heartbeats(steps: list, notes: list[Inference]) -> set[int]:
             times = [events[k][1].at for k in ks]
             gaps = [b - a for a, b in zip(times, times[1:])]
             period = statistics.median(gaps)
-            if period < 1000 or any(abs(g - period) > max(BEAT_SLACK * period, BEAT_SLACK_US)
-                                    for g in gaps):
+            spread = max(abs(g - period) for g in gaps)
+            if period < 1000 or spread > max(BEAT_SLACK * period, BEAT_SLACK_US):
                 continue
             answers = [_answer(events, k, period) for k in ks]
             if answers[-1] is None and _last_word(events, ks[-1]):
@@ -390,7 +392,9 @@ def _heartbeats(steps: list, notes: list[Inference]) -> set[int]:
             if len(answered) == len(answers) and len(answer_keys) == 1 and None not in answer_keys:
                 reply = events[answered[0]][1].payload
                 gone = [events[k][0] for k in ks] + [events[a][0] for a in answered]
-            elif len(answered) * 3 <= len(ks) and not control:
+            elif (len(answered) * 3 <= len(ks) and not control and len(ks) >= LONE_BEATS_MIN
+                  and spread <= max(LONE_SLACK * period, BEAT_SLACK_US)):
+                # never answered: only a steadier, longer run passes for a heartbeat
                 reply, gone = None, [events[k][0] for k in ks]
             else:
                 continue  # answered differently each time: a poll, not a heartbeat
