@@ -144,10 +144,10 @@ def test_ids_in_urls_and_bare_tokens_in_text():
               '&t=Nq1Zz9a0\n'
               'd > text SEND id:sub-0 a8Fq2ZkL9xWm3Pq7\n')
     out, notes = lines(source)
-    assert out == ['c < text TOKEN {{id = #string like a8Fq2ZkL9xWm3Pq7}} READY',
+    assert out == ['c < text TOKEN {{token = #string like a8Fq2ZkL9xWm3Pq7}} READY',
                    'conn d ws://127.0.0.1:9/echo/421/{{#string like x7k2m9qa3}}/websocket'
-                   '?token={{id}}&t=Nq1Zz9a0',
-                   'd > text SEND id:sub-0 {{id}}']
+                   '?token={{token}}&t=Nq1Zz9a0',
+                   'd > text SEND id:sub-0 {{token}}']  # named after the query key
     # the one-off cache buster t= stays: literal query values are examples when serving
 
 

@@ -51,10 +51,11 @@ class DemoSource(Protocol):
 
 class LiveSource:
     """What a real server gives: fresh ids (UUIDs) and the real clock, so no two runs are
-    alike; prices wander around a base, or with ``steady`` follow :class:`CountingSource`'s
-    (what ``wsreplay demo`` records: ids and times that change, data that does not)."""
+    alike. With ``steady`` (the default) prices follow :class:`CountingSource`'s -- ids and
+    times that change, data that does not, so a recording replays against the next run --
+    else they wander around a base."""
 
-    def __init__(self, steady: bool = False):
+    def __init__(self, steady: bool = True):
         self.steady = steady
 
     def new_id(self, kind: str) -> str:

@@ -320,7 +320,12 @@ def generalize(scenario: m.Scenario) -> tuple[m.Scenario, list[Inference]]:
             again.add(key)
         elif looks_random(value) or (where[0].side is m.Side.CLIENT and looks_generated(value)):
             once.add(key)
-    rewrite = _Rewrite(again, once, _Names(scenario), started, notes)
+    # a capture is named after the most telling key it stands under: an id key where there
+    # is one ("subscription" rather than "result"), else the first
+    hints = {key: next((s.key for s in where if s.key and _ID_KEY.search(s.key)),
+                       next((s.key for s in where if s.key), None))
+             for key, where in values.at.items() if key in again}
+    rewrite = _Rewrite(again, once, _Names(scenario), started, notes, hints)
     out = []
     for i, step in enumerate(steps):
         if i in removed:
@@ -458,8 +463,8 @@ def _answer(events: list[tuple[int, m.Event]], k: int, period: float) -> int | N
 
 class _Rewrite:
     def __init__(self, again: set, once: set, names: _Names, started: float | None,
-                 notes: list[Inference]):
-        self.again, self.once, self.names = again, once, names
+                 notes: list[Inference], hints: dict[tuple, str | None]):
+        self.again, self.once, self.names, self.hints = again, once, names, hints
         self.started, self.notes = started, notes
         self.captured: set[tuple] = set()
         self.pos = m.NOWHERE
@@ -472,7 +477,7 @@ class _Rewrite:
         """("capture"|"use"|"marker", name or marker) for a value, None to keep it."""
         kind, value = key
         if key in self.again:
-            name = self.names.name(key, hint)
+            name = self.names.name(key, self.hints.get(key) or hint)
             if key in self.captured:
                 self.note(f"use {name}", value, "the value came back")
                 return "use", name
