@@ -22,6 +22,7 @@ bounded by ``T``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import signal
@@ -183,9 +184,12 @@ def record_peer(spawn, peer_server, peer_client, python_exe, tmp_path):
     ``wsreplay record`` in front of it, run the client's conversation through the proxy,
     stop the recorder with Ctrl-C (SIGINT) and read the file it finished."""
 
+    made = itertools.count(1)
+
     def record(peer: Peer, raw: bool = False) -> Recording:
         server = peer_server(peer)
-        out = tmp_path / f"{peer.name}{'-raw' * raw}.wsr"
+        # a file of its own per call: a test may record again (a draw it cannot use)
+        out = tmp_path / f"{peer.name}{'-raw' * raw}-{next(made)}.wsr"
         recorder = spawn([python_exe, "-m", "wsreplay", "record", "--target",
                           f"ws://127.0.0.1:{server.port}", "--listen", "127.0.0.1:0",
                           "--out", out, *(["--no-infer"] if raw else [])])
