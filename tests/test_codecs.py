@@ -23,6 +23,7 @@ from wsreplay.matchers import match_message
 from wsreplay.messages import Message
 from wsreplay.parser import parse
 from wsreplay.payloads import codec_order, codec_payload
+from wsreplay.redact import Redaction
 from wsreplay.replay import replay_scenario
 from wsreplay.writer import format_payload, write
 
@@ -102,8 +103,8 @@ def test_the_subprotocol_names_the_codec_tried_first():
 
 def test_secrets_in_a_frame_are_redacted_like_json():
     data = msgpack.packb({"op": "auth", "token": "s3cr3t"})
-    payload = codec_payload(data, secret=lambda key, value: "C1_TOKEN",
-                            fields=frozenset({"token"}))
+    payload = codec_payload(data, name_for=lambda key, value: "C1_TOKEN",
+                            redaction=Redaction.build(fields=["token"]))
     assert payload.source == '{"op":"auth","token":"{{C1_TOKEN}}"}'
     assert "s3cr3t" not in format_payload(payload)
 

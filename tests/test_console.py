@@ -396,3 +396,24 @@ def test_usage_errors_exit_2(args, message):
                           capture_output=True, text=True, timeout=6 * T, stdin=subprocess.DEVNULL)
     assert done.returncode == 2
     assert message in done.stderr
+
+
+def test_save_redacts_messages_as_the_recorder_does():
+    """Issue 12: one implementation: secrets in messages by name and by shape; a token the
+    server issued is a capture, the client's use of it the same variable."""
+    token = ("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9."
+             "c2lnbmF0dXJlLW9mLXRoZS10b2tlbg")
+    s = console.Session("ws://h/feed")
+    s.opened(None)
+    s.add(m.Side.CLIENT, Message.of_text('{"op":"login","password":"pw-77"}'), 0.01)
+    s.add(m.Side.SERVER, Message.of_text('{"ok":true,"accessToken":"%s"}' % token), 0.02)
+    s.add(m.Side.CLIENT, Message.of_text(f"AUTH Bearer {token}"), 0.03)
+    text = write(s.scenario())
+    assert "pw-77" not in text and token not in text
+    assert "env C1_PASSWORD\n" in text and "env C1_ACCESSTOKEN" not in text
+    assert '"accessToken":"{{C1_ACCESSTOKEN = #string}}"' in text
+    assert "c1 > text AUTH Bearer {{C1_ACCESSTOKEN}}" in text
+    assert parse(text) == s.scenario()
+    assert "pw-77" in write(s.scenario(Redaction(enabled=False)))
+    # the history shown while working is the user's own: not redacted
+    assert any("pw-77" in line for line in s.history())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import os
 import tempfile
 from pathlib import Path
@@ -42,12 +44,12 @@ _message = st.one_of(
     st.tuples(st.sampled_from([OP_PING, OP_PONG]), st.one_of(st.binary(max_size=20), _text_data)))
 
 
-def _expected(conn: str, side: m.Side, at: int, batch, secret, fields) -> list[str]:
+def _expected(conn: str, side: m.Side, at: int, batch, secret, redaction) -> list[str]:
     """The lines the old path wrote: a model Event per message, through format_step."""
     out = []  # one step each
     for opcode, data in batch:
         if opcode == OP_TEXT:
-            payload = text_payload(data, secret, fields)
+            payload = text_payload(data, secret, redaction)
         elif opcode == OP_BINARY:
             payload = binary_payload(data)
         else:
@@ -70,15 +72,14 @@ def test_message_lines_equal_format_step_of_the_model_event(batch, side, micros,
         start = conn.sink._end
         now[0] = micros / 1_000_000
         at = conn._now()
-        names_before = dict(conn.sink.names)
+        names_before = copy.deepcopy(conn.sink.names)
         conn.messages(side, [(op, data, None) for op, data in batch])
         written = rec.path.read_bytes()[len(before):].decode("utf-8")
         # the env lines of new variables come first: the reference makes the same names
-        conn.sink.names.clear()
-        conn.sink.names.update(names_before)
-        lines = _expected(conn.name, side, at, batch, conn.secret, conn._fields)
-        steps = [f"env {name}\n" for name in conn._pending_env] + lines
-        conn._pending_env.clear()
+        conn.sink.names = names_before
+        secret = conn._server if side is m.Side.SERVER else conn._client
+        lines = _expected(conn.name, side, at, batch, secret, conn._redact)
+        steps = [f"env {name}\n" for name in conn.sink.names.take_env()] + lines
         # padding before a fenced step that would cross a page: as Sink.aligned puts it
         assert written.encode() == Sink.aligned(SimpleNamespace(_end=start),
                                                 [step.encode() for step in steps])

@@ -6,8 +6,7 @@ Socket-free and clock-free. The shell (:mod:`wsreplay.commands.connect`) reads a
 the :class:`Session` every message that went over the wire (both directions) with its elapsed
 time; the session answers with the history line to print. :meth:`Session.scenario` turns the
 history into a model :class:`~wsreplay.model.Scenario` for :func:`wsreplay.writer.write`, with
-secrets redacted into ``env`` variables the same way the recorder does it
-(:class:`wsreplay.recorder.Redaction`, :func:`wsreplay.recorder.env_name`).
+secrets redacted into variables by the recorder's own rules (:mod:`wsreplay.redact`).
 
 So the console and the files speak one language, every history line is
 :func:`wsreplay.writer.format_event` applied to a model event: a literal ``{{`` received shows
@@ -18,9 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from dataclasses import dataclass, field
-from urllib.parse import unquote_plus
 
 import orjson
 
@@ -28,7 +25,7 @@ from . import model as m
 from .frames import valid_close_code
 from .messages import Kind, Message
 from .payloads import binary_payload, escape_template, text_payload
-from .recorder import Redaction, env_name
+from .redact import Namer, Redaction, redact_url
 from .writer import format_event
 
 MAX_CONTROL = 125  # a ping's payload, RFC 6455 5.5
@@ -226,6 +223,7 @@ class Session:
     status: int | None = None
     protocol: str | None = None
     events: list[m.Event] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)  # each event's message, as it was
 
     def opened(self, protocol: str | None) -> str:
         """The handshake succeeded; returns the line to print."""
@@ -243,6 +241,7 @@ class Session:
         (print :func:`line` of it)."""
         event = m.Event(self.name, side, payload_of(message), at_of(elapsed))
         self.events.append(event)
+        self.messages.append(message)
         return event
 
     def history(self) -> list[str]:
@@ -251,69 +250,56 @@ class Session:
 
     def scenario(self, redaction: Redaction = Redaction()) -> m.Scenario:
         """The session so far as a scenario: a comment, the ``env`` lines of redacted values,
-        the ``conn`` step with its handshake lines, then every event with its ``@T``."""
-        secrets = _Secrets(self.name)
-        url, url_query = _redact_url(self.url, redaction, secrets)
+        the ``conn`` step with its handshake lines, then every event with its ``@T``. Secrets
+        are redacted as the recorder redacts them (:mod:`wsreplay.redact`): by name and by
+        shape, in the URL, query, headers, subprotocols and messages; a secret the server
+        sent first becomes a capture."""
+        namer = Namer()
+
+        def client(base: str, value: str) -> str:
+            return namer.placeholder(self.name, base, value)
+
+        def server(base: str, value: str) -> str:
+            return namer.placeholder(self.name, base, value, "#string")
+
+        url, url_query = redact_url(self.url, redaction, client, escape_template)
         query = url_query + tuple(
-            (k, _redact(k, v, redaction.enabled and k.lower() in redaction.query, secrets))
+            (k, "{{" + client(k, v) + "}}" if redaction.query_key(k)
+             else redaction.text(v, lambda b, x, k=k: client(k, x), escape_template))
             for k, v in self.query)
         headers = tuple(
-            (k, _redact(k, v, redaction.enabled and k.lower() in redaction.headers, secrets))
+            (k, "{{" + client(k, v) + "}}" if redaction.header(k)
+             else redaction.text(v, lambda b, x, k=k: client(k, x), escape_template))
             for k, v in self.headers)
+        protocols = redaction.protocol_templates(self.protocols, client, escape_template)
         upgraded = self.status in (None, 101)
+        chosen = None
+        if upgraded and self.protocols:
+            chosen = dict(zip(self.protocols, protocols)).get(self.protocol or "", None) \
+                if self.protocol else ""
+            if chosen is None:
+                chosen = redaction.protocol_templates([self.protocol], client,
+                                                      escape_template)[0]
         connect = m.Connect(
-            name=self.name, url=url, at=0, query=query, headers=headers,
-            protocols=tuple(redaction.protocol_template(p, secrets.name_for) for p in self.protocols),
-            expect_status=None if upgraded else self.status,
-            expect_protocol=redaction.protocol_template(self.protocol or "", secrets.name_for)
-            if upgraded and self.protocols else None)
+            name=self.name, url=url, at=0, query=query, headers=headers, protocols=protocols,
+            expect_status=None if upgraded else self.status, expect_protocol=chosen)
+        events = []
+        for event, message in zip(self.events, self.messages):
+            if message.kind is Kind.TEXT and redaction.enabled:
+                try:
+                    name_for = server if event.side is m.Side.SERVER else client
+                    event = m.Event(event.conn, event.side,
+                                    text_payload(message.data, name_for, redaction), event.at)
+                except UnicodeDecodeError:
+                    pass  # kept as the binary it was shown as
+            events.append(event)
         steps: list[m.Step] = [m.Comment(" saved by wsreplay connect")]
-        steps += [m.Env(name) for name in secrets.names.values()]
+        steps += [m.Env(name) for name in namer.take_env()]
         steps.append(connect)
-        steps += self.events
+        steps += events
         return m.Scenario(tuple(steps))
 
 
 def line(event: m.Event) -> str:
     """The history line(s) of one event: ``@1.250 c1 < json {"type":"tick"}``."""
     return format_event(event)
-
-
-class _Secrets:
-    """Variable names for redacted values: one per distinct (name, value), ``C1_TOKEN``,
-    ``C1_TOKEN_2``..."""
-
-    def __init__(self, conn: str):
-        self.conn = conn
-        self.names: dict[tuple[str, str], str] = {}
-
-    def name_for(self, base: str, value: str) -> str:
-        key = (base.lower(), value)
-        if key not in self.names:
-            stem = name = env_name(self.conn, base)
-            n = 1
-            while name in self.names.values():
-                n += 1
-                name = f"{stem}_{n}"
-            self.names[key] = name
-        return self.names[key]
-
-
-def _redact(name: str, value: str, secret: bool, secrets: _Secrets) -> str:
-    return "{{" + secrets.name_for(name, value) + "}}" if secret else escape_template(value)
-
-
-def _redact_url(url: str, redaction: Redaction, secrets: _Secrets):
-    """``url`` as a template, with secret query parameters moved to ``query`` lines."""
-    base, sep, raw_query = url.partition("?")
-    if not (sep and redaction.enabled):
-        return escape_template(url), ()
-    kept, moved = [], []
-    for part in raw_query.split("&"):
-        raw_key, eq, raw_value = part.partition("=")
-        key = unquote_plus(raw_key)
-        if eq and key.lower() in redaction.query and re.fullmatch(r"[^ \t=\r\n]+", key):
-            moved.append((key, _redact(key, unquote_plus(raw_value), True, secrets)))
-        else:
-            kept.append(part)
-    return escape_template(base + ("?" + "&".join(kept) if kept else "")), tuple(moved)

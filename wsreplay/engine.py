@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
@@ -144,6 +145,7 @@ class Engine:
         self._entered: float | None = None
         self._cur: dict[str, Any] = {}
         self._out: list[Action] = []
+        self._env_names = {step.name for step in self.program if isinstance(step, m.Env)}
         check_lines(self.program, side)
 
     # -- feeding -------------------------------------------------------------------------
@@ -659,6 +661,9 @@ class Engine:
     def _end(self, now: float, code: int, reason: str = "") -> None:
         self.done = True
         self.wake_at = None
+        self.result.secrets = frozenset(
+            value for name, value in self.vars.items()
+            if isinstance(value, str) and (name in self._env_names or _SECRET_NAME.match(name)))
         if self.t0 is not None:
             self.result.duration = now - self.result.duration
         for name, c in self.conns.items():
@@ -666,6 +671,9 @@ class Engine:
                 self._out.append(Close(name, code, reason))
             elif c.state is S.CLOSE_SENT:
                 self._out.append(Close(name, None))
+
+
+_SECRET_NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")  # a variable named in capitals: a secret
 
 
 def declared_value(step: m.Var | m.Env, variables: Mapping[str, Any],

@@ -20,6 +20,7 @@ import orjson
 from . import model as m
 from .codecs import CodecError, decode
 from .messages import Handshake, Kind, Message, Request
+from .redact import HEADERS, QUERY
 from .template import (Marker, TemplateError, compiled_regex, classify_json_string, join_path,
                        lookup, text_pattern)
 
@@ -379,7 +380,10 @@ def _match_any(label: str, path: str, template: str, values: list[str],
         hit = match_text(template, value, variables)
         if hit.ok:
             return hit
-    return _miss(f"{label}: expected {template!r}, got {values[0]!r}", path, score)
+    got = repr(values[0])
+    if label.split()[-1].lower() in HEADERS or label.split()[-1].lower() in QUERY:
+        got = f"a value not shown ({len(values[0])} characters: a secret's place)"
+    return _miss(f"{label}: expected {template!r}, got {got}", path, score)
 
 
 def match_handshake(connect: m.Connect, hs: Handshake,

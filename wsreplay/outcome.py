@@ -103,6 +103,9 @@ class Result:
     matched: int = 0
     peer: str | None = None
     notes: list[str] = field(default_factory=list)  # how the mock server chose the run
+    # values of secret variables (``env`` ones, and those named in capitals, as the recorder
+    # names redacted values): reports never print them (wsreplay.redact.scrub)
+    secrets: frozenset[str] = frozenset()
 
     @property
     def passed(self) -> bool:

@@ -53,6 +53,14 @@ class Pattern:
         """Named group -> group number, as ``re.Pattern.groupindex``."""
         return dict(self._regexp.groupindex)
 
+    def starts(self, text: str):
+        """Where each non-overlapping match of the pattern starts in ``text`` (character
+        offsets), left to right; nothing for a text that is not valid Unicode."""
+        try:
+            return [hit.start() for hit in self._regexp.finditer(text)]
+        except UnicodeEncodeError:
+            return []
+
     def fullmatch(self, text: str):
         """The match (``group``, ``groupdict`` as with ``re``) when the whole ``text``
         matches, else None. A text that is not valid Unicode (a lone surrogate from a JSON

@@ -16,6 +16,7 @@ import orjson
 
 from . import model as m
 from .codecs import CODECS, recordable
+from .redact import Redaction, credentials
 
 HEX_MAX = 64  # binary messages up to this size are written in hex, larger ones in base64
 
@@ -37,29 +38,37 @@ _ESCAPED_SPECIAL = re.compile(r"\\u00(?:23|7[bB])")
 _JSON_WS = " \t\r\n"
 
 
-def json_template(source: str, secret: Callable[[str, str], str] | None = None,
-                  fields: frozenset[str] = frozenset()) -> str:
+def json_template(source: str, name_for: Callable[[str, str], str] | None = None,
+                  redaction: Redaction | None = None) -> str:
     """JSON text → the same JSON as a ``json`` payload template.
 
     String values starting with ``#`` get the ``#`` doubled (a literal, not a marker), ``{{``
-    inside string values is escaped, and the string value of any object key in ``fields``
-    becomes ``"{{NAME}}"`` with ``NAME = secret(key, value)``. Everything else keeps its exact
-    bytes. ``source`` must be valid JSON.
+    inside string values is escaped. With ``redaction``, the string value of an object key it
+    names becomes ``"{{NAME}}"``, and credentials inside other string values (a JWT, a bearer
+    token...) become placeholders where they stand, ``NAME`` from ``name_for(key, value)``.
+    Everything else keeps its exact bytes. ``source`` must be valid JSON.
     """
-    if "#" not in source and "{{" not in source and not _ESCAPED_SPECIAL.search(source) \
-            and not (fields and mentions(source, fields)):
+    secrets = redaction is not None and redaction.enabled and redaction.might_hold(source)
+    if not secrets and "#" not in source and "{{" not in source \
+            and not _ESCAPED_SPECIAL.search(source):
         return source
     out, last, key = [], 0, None
     for match in _JSON_STRING.finditer(source):
         start, end = match.span()
         raw = match.group()
         if _next_char(source, end) == ":":
-            key = orjson.loads(raw) if fields else None
+            key = orjson.loads(raw) if secrets else None
             continue
         new = raw
-        if fields and key in fields and _prev_char(source, start) == ":":
-            assert secret is not None
-            new = '"{{' + secret(key, orjson.loads(raw)) + '}}"'
+        if secrets and key is not None and redaction.field(key) \
+                and _prev_char(source, start) == ":" and len(raw) > 2:
+            new = '"{{' + name_for(key, orjson.loads(raw)) + '}}"'
+        elif secrets and redaction.shapes and "\\" not in raw and credentials(
+                raw[1:-1], redaction.text_keys):
+            inner = redaction.text(raw[1:-1], name_for, _escape_json_piece)
+            if raw.startswith('"#') and not inner.startswith("##"):
+                inner = "#" + inner  # a literal leading #, as _escape_json_string spells it
+            new = '"' + inner + '"'
         elif _MAYBE_SPECIAL.search(raw):
             new = _escape_json_string(raw)
         if new is not raw:
@@ -69,6 +78,12 @@ def json_template(source: str, secret: Callable[[str, str], str] | None = None,
         return source
     out.append(source[last:])
     return "".join(out)
+
+
+def _escape_json_piece(raw: str) -> str:
+    """A piece of a raw JSON string (no backslashes) between placeholders: ``{{`` escaped, and
+    a leading ``#`` doubled where it starts the string."""
+    return raw.replace("{{", _PLACEHOLDER_ESCAPE) if "{{" in raw else raw
 
 
 _JSON_BLANKS = str.maketrans("", "", _JSON_WS)
@@ -97,10 +112,6 @@ def _escape_json_string(raw: str) -> str:
     if value.startswith("#"):
         raw = '"#' + raw[1:]
     return raw
-
-
-def mentions(source: str, fields: frozenset[str]) -> bool:
-    return any(f'"{name}"' in source for name in fields)
 
 
 def _next_char(text: str, i: int) -> str:
@@ -135,11 +146,13 @@ _JSON_START = frozenset(b"{[")
 _NOT_JSON_LINE = re.compile(r"[\r\x85\u2028\u2029]")
 
 
-def text_payload(data: bytes, secret: Callable[[str, str], str] | None = None,
-                 fields: frozenset[str] = frozenset()) -> m.Text | m.Json:
+def text_payload(data: bytes, name_for: Callable[[str, str], str] | None = None,
+                 redaction: Redaction | None = None) -> m.Text | m.Json:
     """The payload standing for exactly the UTF-8 text ``data``: a JSON object or array as
-    ``json``, other text (a bare JSON number, string or word included) as ``text``, both as templates that render to the very same text (secrets in
-    ``fields`` redacted through ``secret``). Raises UnicodeDecodeError for other bytes."""
+    ``json``, other text (a bare JSON number, string or word included) as ``text``, both as
+    templates that render to the very same text, secrets redacted (see :mod:`wsreplay.redact`)
+    through ``name_for`` when ``redaction`` is given. Raises UnicodeDecodeError for other
+    bytes."""
     text = data.decode("utf-8")
     if data and data[0] in _JSON_START and not text[-1].isspace() \
             and not _NOT_JSON_LINE.search(text):
@@ -148,7 +161,9 @@ def text_payload(data: bytes, secret: Callable[[str, str], str] | None = None,
         except orjson.JSONDecodeError:
             pass
         else:
-            return m.Json(json_template(text, secret, fields))
+            return m.Json(json_template(text, name_for, redaction))
+    if redaction is not None and redaction.enabled and redaction.might_hold(text):
+        return m.Text(redaction.text(text, name_for, escape_template))
     return m.Text(escape_template(text))
 
 
@@ -170,11 +185,11 @@ def codec_order(protocol: str | None) -> tuple[str, ...]:
 
 
 def codec_payload(data: bytes, codecs: tuple[str, ...] = CODECS,
-                  secret: Callable[[str, str], str] | None = None,
-                  fields: frozenset[str] = frozenset()) -> m.Json | None:
+                  name_for: Callable[[str, str], str] | None = None,
+                  redaction: Redaction | None = None) -> m.Json | None:
     """A ``msgpack`` or ``cbor`` payload standing for exactly the binary frame ``data`` (see
-    :func:`~wsreplay.codecs.recordable`), secrets in ``fields`` redacted through ``secret``;
-    None otherwise."""
+    :func:`~wsreplay.codecs.recordable`), secrets redacted as in :func:`json_template`; None
+    otherwise."""
     for codec in codecs:
         value = recordable(codec, data)
         if value is None or (not value and len(data) < 2):
@@ -182,7 +197,7 @@ def codec_payload(data: bytes, codecs: tuple[str, ...] = CODECS,
         text = orjson.dumps(value).decode("utf-8")
         if _NOT_JSON_LINE.search(text):  # a line separator orjson leaves raw: not on a
             continue  # scenario line; the frame is written as bytes
-        return m.Json(json_template(text, secret, fields), codec=codec)
+        return m.Json(json_template(text, name_for, redaction), codec=codec)
     return None
 
 
@@ -192,13 +207,15 @@ def binary_payload(data: bytes) -> m.Binary:
     return m.Binary(bytes(data), notation)
 
 
-def one_line_payload(payload: m.Text | m.Json, data: bytes,
-                     fields: frozenset[str]) -> m.Text | m.Json:
+def one_line_payload(payload: m.Text | m.Json, data: bytes) -> m.Text | m.Json:
     """``payload`` (a text message: ``data``) to be written on one line: a fenced step longer
     than a page could be cut between its lines by a kill, leaving a file that does not parse,
-    whereas the sink writes a line kill-safe. JSON holding a redacted field stays JSON, its
-    blanks left out (the same value, matched as JSON, the variables kept); other text is
-    quoted, exactly as recorded."""
-    if isinstance(payload, m.Json) and fields and mentions(payload.source, fields):
-        return m.Json(compact_json(payload.source))
-    return m.Text(escape_template(data.decode("utf-8")))
+    whereas the sink writes a line kill-safe. JSON holding placeholders (redacted values)
+    stays JSON, its blanks left out (the same value, matched as JSON, the variables kept);
+    text keeps its template (the writer quotes it); other JSON is quoted as text, exactly as
+    recorded."""
+    if isinstance(payload, m.Json):
+        if "{{" in payload.source:
+            return m.Json(compact_json(payload.source))
+        return m.Text(escape_template(data.decode("utf-8")))
+    return payload

@@ -35,6 +35,7 @@ from .frames import Deflate, agreed_deflate
 from .model import Side
 from .pumps import PumpLink
 from .recorder import ConnectionRecord, Handshake, Recorder, Summary
+from .redact import scrub
 from .relay import FastLink
 from .takeover import (CAPTURE, Capture, capturing, client_tail, release_now, release_upstream,
                        upstream_transport)
@@ -171,7 +172,10 @@ class RecordingProxy:
                  log: Callable[[str], None] | None = None):
         self.config, self.recorder = config, recorder
         self.target = parse_target(config.target)
-        self._log = log or (lambda line: None)
+        if log is not None and recorder.redaction.enabled:  # the log names no secret either
+            self._log = lambda line: log(scrub(line))
+        else:
+            self._log = log or (lambda line: None)
         self._links: set[PumpLink | FastLink] = set()
         self._runner: web.ServerRunner | None = None
         self._site: web.TCPSite | None = None

@@ -22,7 +22,7 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 from pybase64 import b64encode
 
@@ -30,78 +30,13 @@ from . import model as m
 from .codecs import CODECS
 from .payloads import (CODEC_MAX, HEX_MAX, BadText, codec_order, codec_payload, escape_template,
                        one_line_payload, text_payload)
+from .redact import Redaction, env_name, redact_url  # noqa: F401 (Redaction, env_name: API)
 from .sink import PAGE, Sink, _Unwritten
 from .writer import HEADER, format_payload, format_step, format_time
 
 # RFC 6455 opcodes, equal to aiohttp's WSMsgType values.
 OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 1, 2, 8, 9, 10
 DATA_OPCODES = frozenset({OP_TEXT, OP_BINARY, OP_PING, OP_PONG})
-
-DEFAULT_HEADERS = ("authorization", "cookie", "set-cookie")
-DEFAULT_QUERY = ("access_token", "token", "api_key", "apikey", "password", "secret")
-# An offered subprotocol holding one of these words (any case) is a secret as a whole...
-PROTOCOL_WORDS = ("bearer", "token", "authorization", "password", "secret", "apikey", "api_key",
-                  "api-key")
-# ... and one starting with one of these prefixes (any case) is the prefix and a secret:
-# Kubernetes' bearer token, AWS AppSync's base64url-encoded authorization headers.
-DEFAULT_PROTOCOL_PREFIXES = ("base64url.bearer.authorization.k8s.io.", "header-")
-
-
-
-# --- redaction --------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Redaction:
-    """What becomes an ``env`` variable instead of being written: header names, query keys,
-    JSON object keys and offered subprotocols (all compared case-insensitively, except JSON
-    keys). A subprotocol starting with one of ``protocols`` (lower case) keeps that prefix and
-    the rest becomes the variable; any other one holding a :data:`PROTOCOL_WORDS` word
-    becomes a variable as a whole. ``enabled=False`` writes everything as seen."""
-
-    headers: frozenset[str] = frozenset(DEFAULT_HEADERS)
-    query: frozenset[str] = frozenset(DEFAULT_QUERY)
-    fields: frozenset[str] = frozenset()
-    enabled: bool = True
-    protocols: frozenset[str] = frozenset(DEFAULT_PROTOCOL_PREFIXES)
-
-    @classmethod
-    def build(cls, headers: Iterable[str] = (), query: Iterable[str] = (),
-              fields: Iterable[str] = (), enabled: bool = True,
-              protocols: Iterable[str] = ()) -> "Redaction":
-        """The defaults plus the extra names given (as ``--redact-*`` options do);
-        ``protocols`` are subprotocol prefixes."""
-        return cls(frozenset(DEFAULT_HEADERS) | {h.lower() for h in headers},
-                   frozenset(DEFAULT_QUERY) | {q.lower() for q in query},
-                   frozenset(fields), enabled,
-                   frozenset(DEFAULT_PROTOCOL_PREFIXES) | {p.lower() for p in protocols if p})
-
-    def protocol(self, entry: str) -> tuple[str, str] | None:
-        """``(prefix kept, secret)`` when the subprotocol ``entry`` is a secret, else None."""
-        if not self.enabled:
-            return None
-        low = entry.lower()
-        for prefix in sorted(self.protocols, key=len, reverse=True):
-            if low.startswith(prefix) and len(entry) > len(prefix):
-                return entry[:len(prefix)], entry[len(prefix):]
-        if any(word in low for word in PROTOCOL_WORDS):
-            return "", entry
-        return None
-
-    def protocol_template(self, entry: str, name_for: Callable[[str, str], str]) -> str:
-        """The subprotocol ``entry`` as a template: as written, or, when it is a secret, the
-        prefix kept and the rest a variable named by ``name_for("protocol", secret)``."""
-        secret = self.protocol(entry)
-        if secret is None:
-            return escape_template(entry)
-        kept, value = secret
-        return escape_template(kept) + "{{" + name_for("protocol", value) + "}}"
-
-
-def env_name(conn: str, base: str) -> str:
-    """``C1_AUTHORIZATION``: a variable name from a connection name and a configured name."""
-    cleaned = re.sub(r"[^A-Za-z0-9]+", "_", base).strip("_").upper() or "SECRET"
-    return f"{conn.upper()}_{cleaned}"
-
 
 # --- what the proxy saw ------------------------------------------------------------------
 
@@ -278,30 +213,22 @@ class ConnectionRecord:
     def __init__(self, recorder: Recorder, name: str, sink: Sink):
         self.recorder, self.name, self.sink = recorder, name, sink
         self.redaction = recorder.redaction
-        self._fields = recorder.redaction.fields if recorder.redaction.enabled else frozenset()
-        self._pending_env: list[str] = []
+        self._redact = recorder.redaction if recorder.redaction.enabled else None
         self.messages_seen = 0
         self.closed = False
         self.codecs = CODECS  # tried in order on a binary frame; the subprotocol's first
+        # what a secret becomes, by who sent it (see wsreplay.redact.Namer)
+        self._client = self.secret
+        self._server = lambda base, value: self.secret(base, value, "#string")
 
     def _now(self) -> int:
         return max(0, round((self.recorder.clock() - self.sink.t0) * 1_000_000))
 
-    def secret(self, base: str, value: str) -> str:
-        """The variable standing for ``value`` (the same value keeps the same name in a file);
-        a new variable's ``env`` line goes out with the next append."""
-        key = (base.lower(), value)
-        name = self.sink.names.get(key)
-        if name is None:
-            taken = set(self.sink.names.values())
-            name = stem = env_name(self.name, base)
-            n = 1
-            while name in taken:
-                n += 1
-                name = f"{stem}_{n}"
-            self.sink.names[key] = name
-            self._pending_env.append(name)
-        return name
+    def secret(self, base: str, value: str, marker: str | None = None) -> str:
+        """What stands for the secret ``value`` between ``{{`` and ``}}``: its variable (the
+        same value keeps the same name in a file; a new ``env`` line goes out with the next
+        append), or, for a value the server sends first (``marker`` given), a capture."""
+        return self.sink.names.placeholder(self.name, base, value, marker)
 
     def _emit(self, steps: list[str], background: bool = False):
         return self._emit_bytes([step.encode("utf-8") for step in steps], background)
@@ -311,9 +238,9 @@ class ConnectionRecord:
         """Append ``steps`` (UTF-8, each a whole step) in one piece, after the ``env`` lines
         of variables made since the last append. ``fenced``: whether a step may span several
         lines (None: look; counting the lines of a big step costs more than writing it)."""
-        if self._pending_env:
-            steps[:0] = [format_step(m.Env(n)).encode() for n in self._pending_env]
-            self._pending_env.clear()
+        pending = self.sink.names.take_env()
+        if pending:
+            steps[:0] = [format_step(m.Env(n)).encode() for n in pending]
         data = b"".join(steps)  # one step: the step itself, not a copy
         if fenced is None:
             fenced = data.count(b"\n") > len(steps)
@@ -328,44 +255,37 @@ class ConnectionRecord:
         """The ``conn`` step for ``hs``, secrets replaced by variables."""
         self.codecs = codec_order(hs.protocol)
         hs = _readable(hs)
-        url, query = self._url(hs.url)
+        url, query = redact_url(hs.url, self.redaction, self._client, escape_template)
         headers = tuple((k, self._header_value(k, v)) for k, v in hs.headers)
-        expect_headers = tuple((k, self._header_value(k, v)) for k, v in hs.response_headers
-                               if k.lower() == "set-cookie")
+        expect_headers = tuple(
+            (k, self._header_value(k, v, "#any")) for k, v in hs.response_headers
+            if k.lower() == "set-cookie")
         upgraded = hs.status == 101
+        protocols = self.redaction.protocol_templates(hs.protocols, self._client,
+                                                      escape_template)
+        chosen = None
+        if upgraded and hs.protocols:  # the same text as the entry offered, the same template
+            chosen = dict(zip(hs.protocols, protocols)).get(hs.protocol or "") \
+                if hs.protocol else ""
+            if chosen is None:
+                chosen = self.redaction.protocol_templates([hs.protocol], self._client,
+                                                           escape_template)[0]
         return m.Connect(
             name=self.name, url=url, at=self._now(), query=query, headers=headers,
-            protocols=tuple(map(self._protocol, hs.protocols)), compress=hs.compress,
+            protocols=protocols, compress=hs.compress,
             expect_status=None if upgraded else hs.status,
-            expect_protocol=self._protocol(hs.protocol or "") if upgraded and hs.protocols
-            else None,
+            expect_protocol=chosen,
             expect_headers=expect_headers,
             expect_compress=hs.compressed if upgraded and hs.compress else None)
 
-    def _header_value(self, name: str, value: str) -> str:
-        if self.redaction.enabled and name.lower() in self.redaction.headers:
-            return "{{" + self.secret(name, value) + "}}"
-        return escape_template(value)
-
-    def _protocol(self, entry: str) -> str:
-        """A subprotocol as a template, a secret one as a variable: the one the upstream
-        chose is the same text, so it gets the same variable as where it was offered."""
-        return self.redaction.protocol_template(entry, self.secret)
-
-    def _url(self, url: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-        base, sep, query = url.partition("?")
-        if not (sep and self.redaction.enabled):
-            return escape_template(url), ()
-        kept, moved = [], []
-        for part in query.split("&"):
-            raw_key, eq, raw_value = part.partition("=")
-            key = _unquote(raw_key)
-            if eq and key.lower() in self.redaction.query and re.fullmatch(r"[^ \t=\r\n]+", key):
-                moved.append((key, "{{" + self.secret(key, _unquote(raw_value)) + "}}"))
-            else:
-                kept.append(part)
-        rebuilt = base + ("?" + "&".join(kept) if kept else "")
-        return escape_template(rebuilt), tuple(moved)
+    def _header_value(self, name: str, value: str, marker: str | None = None) -> str:
+        """A header value as a template: a secret header's whole value a variable (the
+        server's a capture), credentials inside any other one redacted where they stand."""
+        if self.redaction.header(name):
+            return "{{" + self.secret(name, value, marker) + "}}"
+        name_for = self._client if marker is None else \
+            (lambda base, v: self.secret(base, v, marker))
+        return self.redaction.text(value, name_for, escape_template)
 
     def messages(self, side: m.Side, batch: list) -> asyncio.Future | None:
         """Record messages that arrived together from ``side``: one append for all of them.
@@ -379,13 +299,14 @@ class ConnectionRecord:
         # The lines are built here rather than through format_step(Event(...)): the same
         # text (a property test holds them equal), at a fraction of the cost per message.
         head = f"@{format_time(self._now())} {self.name} {side.value} "
-        fields, secret = self._fields, self.secret
+        redaction = self._redact
+        secret = self._server if side is m.Side.SERVER else self._client
         lines: list[bytes] = []
         size, fenced = 0, False  # fenced: a step spans several lines (binary ones never do)
         for i, msg in enumerate(batch):
             opcode, data = msg[0], msg[1]
             if opcode == OP_BINARY:
-                coded = codec_payload(data, self.codecs, secret, fields) \
+                coded = codec_payload(data, self.codecs, secret, redaction) \
                     if len(data) <= CODEC_MAX else None
                 if coded is not None:
                     line = f"{head}{format_payload(coded, one_line=True)}\n".encode()
@@ -396,7 +317,7 @@ class ConnectionRecord:
             else:
                 if opcode == OP_TEXT:
                     try:
-                        payload = text_payload(data, secret, fields)
+                        payload = text_payload(data, secret, redaction)
                     except UnicodeDecodeError:
                         pending = None
                         if lines:
@@ -409,7 +330,7 @@ class ConnectionRecord:
                     payload = m.Pong(bytes(data))
                 line = f"{head}{format_payload(payload)}\n".encode()
                 if len(line) > PAGE and opcode == OP_TEXT and line.count(b"\n") > 1:
-                    one = one_line_payload(payload, data, fields)
+                    one = one_line_payload(payload, data)
                     line = f"{head}{format_payload(one, one_line=True)}\n".encode()
                 fenced = fenced or line.count(b"\n") > 1
             size += len(data)
@@ -466,8 +387,3 @@ def _readable(hs: Handshake) -> Handshake:
 
 def _one_line(text: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f\x85\u2028\u2029]+", " ", text)
-
-
-def _unquote(raw: str) -> str:
-    from urllib.parse import unquote_plus
-    return unquote_plus(raw)

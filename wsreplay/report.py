@@ -18,6 +18,7 @@ from . import model as m
 from .matchers import parse_received_json
 from .messages import Kind, Message
 from .outcome import KINDS, Failure, Result
+from .redact import scrub
 from .writer import format_event, format_step
 
 INBOX_SHOWN = 5
@@ -131,7 +132,7 @@ def render_result(result: Result, colour: bool = False, verbose: bool = False) -
     for warning in result.warnings:
         out.append(_indent(paint("warning: ", "yellow", colour)
                            + render_failure(warning, result.side, colour)))
-    return "\n".join(out) + "\n"
+    return scrub("\n".join(out), result.secrets) + "\n"
 
 
 def _indent(text: str) -> str:
@@ -164,11 +165,14 @@ def junit_xml(results: Iterable[Result], suite: str = "wsreplay") -> str:
             if first.pos and first.pos.line:
                 case.set("line", str(first.pos.line))
             tag = "error" if result.error else "failure"
-            fail = ET.SubElement(case, tag, {"message": first.summary, "type": first.kind})
-            fail.text = "\n\n".join(render_failure(f, result.side) for f in result.failures)
+            fail = ET.SubElement(case, tag, {"message": scrub(first.summary, result.secrets),
+                                             "type": first.kind})
+            fail.text = scrub("\n\n".join(render_failure(f, result.side)
+                                           for f in result.failures), result.secrets)
         if result.warnings:
             out = ET.SubElement(case, "system-out")
-            out.text = "\n\n".join(render_failure(w, result.side) for w in result.warnings)
+            out.text = scrub("\n\n".join(render_failure(w, result.side)
+                                          for w in result.warnings), result.secrets)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "unicode") + "\n"
 
@@ -177,6 +181,17 @@ def json_report(results: Iterable[Result]) -> str:
     """A JSON document: ``{"passed": bool, "results": [...]}`` (see Result.to_dict)."""
     results = list(results)
     doc = {"passed": all(r.passed for r in results),
-           "results": [r.to_dict() for r in results],
+           "results": [_scrubbed(r.to_dict(), r.secrets) for r in results],
            "kinds": KINDS}
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def _scrubbed(value: Any, secrets: frozenset[str]) -> Any:
+    """``value`` (a JSON document's part) with every string scrubbed of secrets."""
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, list):
+        return [_scrubbed(v, secrets) for v in value]
+    if isinstance(value, dict):
+        return {k: _scrubbed(v, secrets) for k, v in value.items()}
+    return value

@@ -14,6 +14,7 @@ from collections import deque
 from pathlib import Path
 from typing import Callable
 
+from .redact import Namer
 from .writer import HEADER
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -52,7 +53,7 @@ class Sink:
     def __init__(self, path: Path, header: str = HEADER):
         self.path = Path(path)
         self._end = 0
-        self.names: dict[tuple[str, str], str] = {}  # (configured name, secret) → variable
+        self.names = Namer()  # the variables of the file's redacted values
         self.t0 = 0.0
         self.on_error: Callable[[OSError], None] | None = None  # a background write failed
         self._queue: deque = deque()  # (data, offset, future), oldest first, until written
@@ -335,7 +336,7 @@ class _Unwritten:
 
     def __init__(self, path: Path, t0: float):
         self.path, self.t0 = path, t0
-        self.names: dict[tuple[str, str], str] = {}
+        self.names = Namer()
 
     def after(self, callback, *args) -> None:
         callback(*args)

@@ -47,13 +47,14 @@ def add_var_option(parser) -> None:
 
 def replace_file(path: str | Path, text: str, mode: int | None = None) -> None:
     """Write ``text`` over ``path`` all at once: beside it under a hidden name, created with
-    the old file's mode (``mode`` when there is none; never wider for a moment), synced,
-    then renamed. An interruption leaves the old file whole. Raises OSError."""
+    ``mode`` (else the old file's, else 0644; never wider for a moment), synced, then
+    renamed. An interruption leaves the old file whole. Raises OSError."""
     path = Path(path)
-    try:
-        mode = os.stat(path).st_mode & 0o777
-    except FileNotFoundError:
-        mode = 0o644 if mode is None else mode
+    if mode is None:
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except FileNotFoundError:
+            mode = 0o644
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
     try:

@@ -60,15 +60,23 @@ def add_parser(subparsers) -> None:
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="refuse upgrades from other Origins (repeatable)")
     p.add_argument("--redact-header", action="append", default=[], metavar="NAME",
-                   help="also redact this header (Authorization, Cookie, Set-Cookie always are)")
+                   help="also redact this header (Authorization, Cookie, Set-Cookie, X-Api-Key, "
+                        "X-Auth-Token... always are: docs/record.md)")
     p.add_argument("--redact-query", action="append", default=[], metavar="KEY",
-                   help="also redact this query parameter")
+                   help="also redact this query parameter (token, access_token, auth, jwt, sig, "
+                        "key, password... always are: docs/record.md)")
     p.add_argument("--redact-field", action="append", default=[], metavar="KEY",
-                   help="redact the string value of this JSON object key, at any depth")
+                   help="also redact the string value of this JSON object key, at any depth "
+                        "(password, token, accessToken, apiKey... always are: docs/record.md)")
+    p.add_argument("--keep-field", action="append", default=[], metavar="KEY",
+                   help="do not redact this JSON object key (and KEY=VALUE in text) although "
+                        "it is on the default list")
     p.add_argument("--redact-protocol", action="append", default=[], metavar="PREFIX",
                    help="redact what follows this prefix in an offered subprotocol (those "
                         "holding bearer, token, authorization... always are)")
-    p.add_argument("--no-redact", action="store_true", help="write secrets as seen")
+    p.add_argument("--no-redact", action="store_true",
+                   help="write secrets as seen (by default every secret, by name or by shape "
+                        "-- JWTs, bearer tokens, API keys -- becomes a variable)")
     p.add_argument("--no-infer", action="store_true",
                    help="keep the raw recording: do not generalize it when stopping (values "
                         "that change between runs into captures and markers, heartbeats into "
@@ -139,7 +147,8 @@ def _echo(text: str) -> None:
 
 def _recorder(args) -> Recorder:
     redaction = Redaction.build(args.redact_header, args.redact_query, args.redact_field,
-                                enabled=not args.no_redact, protocols=args.redact_protocol)
+                                enabled=not args.no_redact, protocols=args.redact_protocol,
+                                keep=args.keep_field)
     recorder = Recorder(output_path(args.out, args.split), split=args.split,
                         redaction=redaction, source=args.target,
                         echo=_echo if args.verbose else None,

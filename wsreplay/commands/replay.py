@@ -12,7 +12,8 @@ from ..outcome import Result
 from ..program import Timing
 from ..replay import default_ssl, replay_paths
 from ..report import json_report, junit_xml, render_result, summary_line
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_var_option, parse_vars, print_error
+from . import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_var_option, parse_vars, print_error,
+               replace_file)
 
 
 def timing_option(value: str) -> Timing:
@@ -59,10 +60,10 @@ def add_parser(sub) -> None:
 
 def write_reports(results: list[Result], junit: str | None, json_path: str | None) -> None:
     """Write the machine reports asked for (raises OSError)."""
-    if junit:
-        Path(junit).write_text(junit_xml(results), encoding="utf-8")
+    if junit:  # 0600: a report may quote what a server sent
+        replace_file(junit, junit_xml(results), 0o600)
     if json_path:
-        Path(json_path).write_text(json_report(results), encoding="utf-8")
+        replace_file(json_path, json_report(results), 0o600)
 
 
 def exit_code(results: list[Result]) -> int:
