@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Callable, Iterable
 
 from .patterns import compiled
@@ -125,7 +125,7 @@ def credentials(text: str, keys: frozenset[str] = TEXT_KEYS) -> list[Secret]:
         return []
     out: list[Secret] = []
     done = 0  # no credential starts before this
-    for stem in compiled(_stem_pattern(_extra_words(keys))).starts(text):
+    for stem in _stems_for(keys).starts(text):
         if stem < done:
             continue
         key_start = stem
@@ -149,6 +149,11 @@ def credentials(text: str, keys: frozenset[str] = TEXT_KEYS) -> list[Secret]:
 
 
 _KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+@lru_cache(maxsize=64)
+def _stems_for(keys: frozenset[str]):
+    return compiled(_stem_pattern(_extra_words(keys)))
 
 
 def _extra_words(keys: frozenset[str]) -> tuple[str, ...]:
@@ -204,7 +209,7 @@ class Redaction:
 
     @cached_property
     def _stems(self):
-        return compiled(_stem_pattern(_extra_words(self.text_keys)))
+        return _stems_for(self.text_keys)
 
     def might_hold(self, text: str) -> bool:
         """A fast first look (RE2, linear): False when nothing in ``text`` can be a secret:
@@ -220,7 +225,7 @@ class Redaction:
     def field(self, key: str) -> bool:
         return self.enabled and field_key(key) in self.fields
 
-    @property
+    @cached_property
     def text_keys(self) -> frozenset[str]:
         return self.fields | TEXT_ONLY_KEYS
 
