@@ -29,7 +29,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent
-SUITES = ["tests/test_faults.py", "tests/test_hostile.py"]
+SUITES = ["tests/test_faults.py", "tests/test_hostile.py", "tests/test_secrets.py"]
 README_START, README_END = "<!-- reliability:start -->", "<!-- reliability:end -->"
 
 
@@ -99,7 +99,22 @@ def targets(figures: list[dict], load: dict) -> list[tuple[str, str, str, bool]]
         rows.append((f"disk full ({full}): forwarding goes on", "200 of 200 forwarded",
                      f"{df.get('forwarded')} forwarded, the first {df.get('recorded')} recorded"
                      if df else "not measured", df.get("forwarded") == 200))
-    return rows + load_targets(load)
+    return rows + safety_targets(figures) + load_targets(load)
+
+
+def safety_targets(figures: list[dict]) -> list[tuple[str, str, str, bool]]:
+    """Issue 12's rows: secrets, hostile clients, descriptors."""
+    rows = []
+    sec = _fig(figures, "secrets in every shape")
+    rows.append(("secrets of every kind (headers, query, path, subprotocol pair, JSON fields, "
+                 "text frames, issued tokens): in any output", "0; replay and serve pass with "
+                 "the environment",
+                 f"{sec.get('leaked')} in {sec.get('outputs')} outputs ({sec.get('kinds')} kinds); "
+                 f"replay {'passed' if sec.get('replay_passed') else 'FAILED'}, serve "
+                 f"{'passed' if sec.get('serve_passed') else 'FAILED'}" if sec else "not measured",
+                 bool(sec) and sec["leaked"] == 0 and sec["replay_passed"]
+                 and sec["serve_passed"]))
+    return rows
 
 
 def load_targets(load: dict) -> list[tuple[str, str, str, bool]]:
@@ -293,6 +308,7 @@ def render(outcomes, figures, load, soak_seconds) -> tuple[str, str, bool]:
         header(load, soak_seconds), "## Targets\n", summary,
         suite_section("Faults", "test_faults", outcomes, figures),
         suite_section("Hostile input", "test_hostile", outcomes, figures),
+        suite_section("Secrets", "test_secrets", outcomes, figures),
         load_section(load), gaps_section(outcomes)])
     ok = all(r[3] for r in rows) and not any(o["outcome"] == "FAILED" for o in outcomes)
     return doc, summary, ok
