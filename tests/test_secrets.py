@@ -233,3 +233,26 @@ def test_keep_field_and_extra_names_adjust_the_lists():
 ])
 def test_scrub_masks_credentials_and_leaves_prose(text, kept):
     assert (scrub(text) == text) is kept
+
+
+async def test_a_failed_set_cookie_comparison_does_not_print_the_live_cookie(
+        spawn, python_exe, tmp_path):
+    async def handle(request):
+        ws = web.WebSocketResponse()
+        ws.headers["Set-Cookie"] = "sid=LIVE-c00kie-value; Path=/"
+        await ws.prepare(request)
+        async for _ in ws:
+            pass
+        return ws
+
+    scenario = tmp_path / "cookie.wsr"
+    report = tmp_path / "r.json"
+    async with aiohttp_peer(handle) as port:
+        scenario.write_text(f"wsreplay 1\nconn c1 ws://127.0.0.1:{port}/\n"
+                            "  expect header Set-Cookie: sid=recorded\n")
+        replay = spawn([python_exe, "-m", "wsreplay", "replay", scenario, "--json", report],
+                       ready=False)
+        assert await replay.await_exit(3 * T) == 1
+    shown = "\n".join(replay.lines + replay.stderr_lines) + report.read_text()
+    assert "response header Set-Cookie: expected 'sid=recorded', got a value not shown" in shown
+    assert "LIVE-c00kie" not in shown
