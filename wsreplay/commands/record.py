@@ -6,6 +6,10 @@ connection with 1001, completes the scenario file, generalizes it (unless ``--no
 clean stop, 2 on a usage error (bad option, output file exists, address in use) or when the
 recording could not be written completely (disk full, folder unwritable: the error is printed
 when it happens and forwarding goes on regardless).
+
+At its start it raises its open-file limit as far as the system lets it
+(:mod:`wsreplay.fdlimit`: each connection takes two descriptors) and says so when that leaves
+room for fewer connections than promised.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import signal
 import sys
 from pathlib import Path
 
+from .. import fdlimit
 from ..errors import ScenarioError, UsageError
 from ..proxy import ProxyConfig, RecordingProxy, parse_target
 from ..recorder import Recorder, Redaction
@@ -227,6 +232,7 @@ def _size(text: str) -> int:
 
 async def _serve(args, config: ProxyConfig, recorder: Recorder) -> int:
     say = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+    fdlimit.prepare("wsreplay record", per_connection=2)
     proxy = RecordingProxy(config, recorder, log=say)
     try:
         await proxy.start()
