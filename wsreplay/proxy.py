@@ -10,6 +10,10 @@ goes on, so what was forwarded is in the file even if the process is killed. (Sh
 aiohttp lack what that takeover borrows, :mod:`wsreplay.pumps` forwards message by message
 through aiohttp instead.) Plain HTTP requests are forwarded too, unrecorded.
 
+Before anything goes upstream, a request must name the proxy's own address in ``Host`` (or one
+allowed with ``allow_hosts``: DNS rebinding) and its path must stay inside the target's prefix
+(:mod:`wsreplay.guard`).
+
 Use it in-process::
 
     async with RecordingProxy(ProxyConfig("ws://127.0.0.1:9000"), recorder) as proxy:
@@ -32,6 +36,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .frames import Deflate, agreed_deflate
+from .guard import HostPolicy, OutsidePrefix, upstream_path
 from .model import Side
 from .pumps import PumpLink
 from .recorder import ConnectionRecord, Handshake, Recorder, Summary
@@ -52,6 +57,7 @@ WS_LEG = frozenset({
     "sec-websocket-extensions", "sec-websocket-protocol",
 })
 REFUSAL_BODY_MAX = 1 << 20
+_HOSTS_REPORTED = 64  # refused Host values reported once each (bounded: they are the client's)
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,9 @@ class ProxyConfig:
     free one. ``max_size`` is the largest message accepted on either leg (a larger one gets
     close 1009). TLS to a ``wss`` target is verified unless ``insecure``; ``ca_file`` adds
     trust. Environment proxies are used upstream only with ``trust_env``. A non-empty
-    ``allow_origins`` refuses (403) upgrades whose Origin is not listed."""
+    ``allow_origins`` refuses (403) upgrades whose Origin is not listed. ``allow_hosts``
+    (``HOST`` or ``HOST:PORT``, ``*`` for any) adds to the Host values answered (the listen
+    address's own)."""
 
     target: str
     host: str = "127.0.0.1"
@@ -70,6 +78,7 @@ class ProxyConfig:
     insecure: bool = False
     trust_env: bool = False
     allow_origins: tuple[str, ...] = ()
+    allow_hosts: tuple[str, ...] = ()
     connect_timeout: float = 10.0
     close_timeout: float = 5.0
     fast: bool = True  # forward frame by frame when no extension is negotiated (relay.py)
@@ -175,6 +184,8 @@ class RecordingProxy:
         self._links: set[PumpLink | FastLink] = set()
         self._runner: web.ServerRunner | None = None
         self._site: web.TCPSite | None = None
+        self.hosts: HostPolicy | None = None  # known once listening (the port is in it)
+        self._hosts_reported: set[str] = set()
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
         self._summary: Summary | None = None
@@ -191,7 +202,10 @@ class RecordingProxy:
         return len(self._links)
 
     async def start(self) -> None:
-        """Listen; raises OSError when the address is taken."""
+        """Listen; raises OSError when the address is taken, ValueError for a malformed
+        ``allow_hosts`` entry."""
+        cfg = self.config
+        HostPolicy.build(cfg.host, cfg.port, cfg.allow_hosts)  # a bad entry: before listening
         self._session = self._make_session()
         server = web.Server(self._handle, access_log=None, logger=ServerLog(),
                             max_line_size=1 << 16, max_field_size=1 << 16)
@@ -206,6 +220,7 @@ class RecordingProxy:
             await self._session.close()
             raise
         self.port = self._runner.addresses[0][1]
+        self.hosts = HostPolicy.build(cfg.host, self.port, cfg.allow_hosts)
 
     def _make_session(self) -> aiohttp.ClientSession:
         cfg = self.config
@@ -253,27 +268,45 @@ class RecordingProxy:
 
     # --- requests ----------------------------------------------------------------------
 
-    def _upstream_url(self, request: web.BaseRequest, websocket: bool) -> URL:
+    def _upstream_url(self, path: str, websocket: bool) -> URL:
+        """The upstream URL for ``path`` (made safe by :func:`~wsreplay.guard.upstream_path`)."""
         scheme = self.target.scheme if websocket else {"ws": "http", "wss": "https"}[self.target.scheme]
         prefix = self.target.raw_path.rstrip("/")
-        return URL(f"{scheme}://{self.target.raw_authority}{prefix}{request.raw_path}", encoded=True)
+        return URL(f"{scheme}://{self.target.raw_authority}{prefix}{path}", encoded=True)
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         if self._stopping:
             return web.Response(status=503, text="wsreplay record is stopping\n")
         if not request.raw_path.startswith("/"):
             return web.Response(status=400, text="wsreplay record is a reverse proxy\n")
+        host = request.headers.get("Host")
+        if not self.hosts.allows(host, http10=request.version < (1, 1)):
+            return self._wrong_host(host)
+        try:
+            path = upstream_path(request.raw_path)
+        except OutsidePrefix as exc:
+            self._log(f"refused {request.method} {request.raw_path[:200]!r} (400): {exc}")
+            return web.Response(status=400, text=f"wsreplay record: {exc}\n")
         if request.headers.get("Upgrade", "").lower().strip() == "websocket":
-            return await self._websocket(request)
-        return await self._http(request)
+            return await self._websocket(request, path)
+        return await self._http(request, path)
 
-    async def _http(self, request: web.BaseRequest) -> web.StreamResponse:
+    def _wrong_host(self, host: str | None) -> web.Response:
+        shown = (host or "")[:200]
+        if shown not in self._hosts_reported and len(self._hosts_reported) < _HOSTS_REPORTED:
+            self._hosts_reported.add(shown)
+            self._log(f"refused a request for Host {shown!r} (403): not this proxy's address "
+                      f"({self.hosts.describe()}); --allow-host {shown or 'HOST:PORT'} "
+                      f"allows it")
+        return web.Response(status=403, text=self.hosts.refusal(shown))
+
+    async def _http(self, request: web.BaseRequest, path: str) -> web.StreamResponse:
         """Forward a plain HTTP request and stream the answer back (not recorded)."""
         out = web.StreamResponse()
         headers = _forwarded(request.headers, HOP_BY_HOP - {"content-length"})
         body = request.content if request.body_exists else None
         try:
-            async with self._session.request(request.method, self._upstream_url(request, False),
+            async with self._session.request(request.method, self._upstream_url(path, False),
                                              headers=headers, data=body,
                                              allow_redirects=False) as answer:
                 out.set_status(answer.status, answer.reason)
@@ -289,7 +322,7 @@ class RecordingProxy:
                 raise
             return web.Response(status=502, text=f"wsreplay record: upstream: {_describe(exc)}\n")
 
-    async def _websocket(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _websocket(self, request: web.BaseRequest, path: str) -> web.StreamResponse:
         cfg = self.config
         offered = _offered_protocols(request.headers)
         problem = upgrade_problem(request, offered)
@@ -297,7 +330,7 @@ class RecordingProxy:
             return web.Response(status=400, text=f"wsreplay record: {problem}\n")
         if cfg.allow_origins and request.headers.get("Origin") not in cfg.allow_origins:
             return web.Response(status=403, text="wsreplay record: Origin not allowed\n")
-        url = self._upstream_url(request, True)
+        url = self._upstream_url(path, True)
         hs = Handshake(url=str(url), headers=tuple(_forwarded(request.headers, HOP_BY_HOP | WS_LEG)),
                        protocols=offered,
                        compress=_offers_deflate(request.headers))

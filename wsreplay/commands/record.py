@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .. import fdlimit
 from ..errors import ScenarioError, UsageError
+from ..guard import HostPolicy
 from ..proxy import ProxyConfig, RecordingProxy, parse_target
 from ..recorder import Recorder, Redaction
 from .generalize import generalize_file, summarize
@@ -64,6 +65,12 @@ def add_parser(subparsers) -> None:
                    help="use HTTP(S)_PROXY / NO_PROXY from the environment upstream")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="refuse upgrades from other Origins (repeatable)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]",
+                   help="also answer requests for this Host (any port unless one is given; "
+                        "'*' for any Host); by default only the listen address's own names "
+                        "are answered (127.0.0.1:PORT, localhost:PORT...), others get 403, so "
+                        "that a web page cannot reach the target through its own DNS name "
+                        "(DNS rebinding). Repeatable")
     p.add_argument("--redact-header", action="append", default=[], metavar="NAME",
                    help="also redact this header (Authorization, Cookie, Set-Cookie always are)")
     p.add_argument("--redact-query", action="append", default=[], metavar="KEY",
@@ -132,9 +139,14 @@ def _config(args) -> ProxyConfig:
     host, port = _listen(args.listen)
     if args.ca_file and not Path(args.ca_file).is_file():
         raise UsageError(f"--ca-file {args.ca_file}: no such file")
+    try:
+        HostPolicy.build(host, port, tuple(args.allow_host))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     return ProxyConfig(target=args.target, host=host, port=port, max_size=args.max_size,
                        ca_file=args.ca_file, insecure=args.insecure, trust_env=args.trust_env,
-                       allow_origins=tuple(args.allow_origin))
+                       allow_origins=tuple(args.allow_origin),
+                       allow_hosts=tuple(args.allow_host))
 
 
 def _echo(text: str) -> None:
@@ -246,7 +258,8 @@ async def _serve(args, config: ProxyConfig, recorder: Recorder) -> int:
         f"{config.target}, recording to {where}; Ctrl-C stops")
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         say("wsreplay record: warning: listening beyond this machine; anyone who can reach it "
-            "can use the proxy")
+            f"can use the proxy. It answers requests for {proxy.hosts.describe()}; add the "
+            "names clients use with --allow-host")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,0 +1,238 @@
+"""``wsreplay record`` safe by default (issue 12): the Host it answers and the target's prefix
+as a boundary.
+
+Real sockets, ephemeral ports, every wait bounded by ``T``. ``record`` runs in its own process;
+its upstream is an aiohttp peer, or a raw TCP server that keeps the request lines exactly as
+they arrived (:class:`RawUpstream`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+
+import pytest
+from aiohttp import web
+
+from wsreplay import fdlimit
+from wsreplay.guard import HostPolicy, OutsidePrefix, upstream_path
+
+from .conftest import T
+from .faultkit import record_args
+from .record_helpers import aiohttp_peer
+
+KEY = base64.b64encode(b"wsreplay safety!").decode()
+
+
+def upgrade(path: str, host: str | None, version: str = "1.1") -> bytes:
+    """An upgrade request for ``path`` with this ``Host`` (None: no Host header)."""
+    host_line = f"Host: {host}\r\n" if host is not None else ""
+    return (f"GET {path} HTTP/{version}\r\n{host_line}Upgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Key: {KEY}\r\n\r\n").encode()
+
+
+def plain_get(path: str, host: str | None, version: str = "1.1") -> bytes:
+    host_line = f"Host: {host}\r\n" if host is not None else ""
+    return f"GET {path} HTTP/{version}\r\n{host_line}Connection: close\r\n\r\n".encode()
+
+
+async def ask(port: int, request: bytes, timeout: float = T) -> tuple[int, bytes]:
+    """Send ``request`` on a new connection; the status and the bytes read until the head
+    ends and the body (by Content-Length) is in, or the connection ends."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+    try:
+        writer.write(request)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        body = await asyncio.wait_for(reader.readexactly(length), timeout) if length else b""
+        return int(head.split(b" ", 2)[1]), head + body
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+# --- the pure checks ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw,forwarded", [
+    ("/", "/"), ("/x", "/x"), ("/x?a=/../..", "/x?a=/../.."), ("/a/../b", "/b"),
+    ("/./x", "/x"), ("/a/b/..", "/a/"), ("/a/%2e%2E/b", "/b"), ("/a//../b", "/a/b"),
+    ("/.../x", "/.../x"), ("/..a/x", "/..a/x"), ("/a/..;x/b", "/a/..;x/b"),
+    ("/a/b%2f..", "/a/b%2f.."), ("/caf%C3%A9/./x", "/caf%C3%A9/x")])
+def test_dot_segments_are_resolved_and_every_other_byte_kept(raw, forwarded):
+    assert upstream_path(raw) == forwarded
+
+
+CLIMBING = ["/..", "/../admin", "/%2e%2e/admin", "/%2E./admin", "/.%2e/admin", "/a/../../admin",
+            "/..%2fadmin", "/..%2Fadmin", "/..\\admin", "/..%5cadmin", "/a\\..\\..\\admin",
+            "/..;/admin", "/..;jsessionid=1/admin", "//../admin", "/a/b%2f..%2f..%2f../admin",
+            "/./../admin"]
+
+
+@pytest.mark.parametrize("raw", CLIMBING)
+def test_a_path_that_climbs_out_in_any_spelling_is_refused(raw):
+    with pytest.raises(OutsidePrefix, match="leaves the target's prefix"):
+        upstream_path(raw)
+
+
+@pytest.mark.parametrize("listen,host,allowed", [
+    ("127.0.0.1", "127.0.0.1:8765", True), ("127.0.0.1", "localhost:8765", True),
+    ("127.0.0.1", "LocalHost.:8765", True), ("127.0.0.1", "127.0.0.1", True),
+    ("127.0.0.1", "[::1]:8765", False), ("127.0.0.1", "localhost:9999", False),
+    ("127.0.0.1", "evil.test:8765", False), ("127.0.0.1", "evil.test", False),
+    ("127.0.0.1", "127.0.0.1.evil.test:8765", False), ("127.0.0.1", "", False),
+    ("127.0.0.1", "a:b:c", False), ("::1", "[::1]:8765", True),
+    ("::1", "[0:0:0:0:0:0:0:1]:8765", True), ("::1", "127.0.0.1:8765", False),
+    ("localhost", "[::1]:8765", True), ("0.0.0.0", "127.0.0.1:8765", True),
+    ("0.0.0.0", "192.168.1.5:8765", False), ("192.168.1.5", "192.168.1.5:8765", True),
+    ("192.168.1.5", "localhost:8765", False)])
+def test_the_hosts_answered_are_the_listen_address_names(listen, host, allowed):
+    assert HostPolicy.build(listen, 8765).allows(host) is allowed
+
+
+def test_allow_host_adds_names_with_or_without_a_port():
+    policy = HostPolicy.build("127.0.0.1", 8765, ("app.test", "other.test:9000"))
+    assert policy.allows("app.test:1234") and policy.allows("APP.test")
+    assert policy.allows("other.test:9000") and not policy.allows("other.test:9001")
+    assert not policy.allows("evil.test:8765")
+    assert HostPolicy.build("127.0.0.1", 8765, ("*",)).allows("evil.test:8765")
+    with pytest.raises(ValueError, match="--allow-host a:b:c"):
+        HostPolicy.build("127.0.0.1", 8765, ("a:b:c",))
+
+
+def test_a_missing_host_is_allowed_in_http_1_0_only():
+    policy = HostPolicy.build("127.0.0.1", 8765)
+    assert policy.allows(None, http10=True) and not policy.allows(None)
+
+
+def test_the_limit_warning_says_how_many_connections_fit():
+    low = fdlimit.Limit(before=1024, after=1024, hard=1024)
+    line = fdlimit.warning("wsreplay record", low, per_connection=2)
+    assert "at most 1,024 open files" in line and "about 480 connections" in line
+    assert "at least 2,064" in line
+    assert fdlimit.warning("wsreplay serve", fdlimit.Limit(1024, 4096, 4096), 1) is None
+    raised = fdlimit.warning("wsreplay record", fdlimit.Limit(256, 1024, 1024), 2)
+    assert "(raised from 256)" in raised
+
+
+# --- Host -------------------------------------------------------------------------------
+
+async def test_a_request_for_another_host_is_refused_unless_allowed(spawn, python_exe, tmp_path):
+    seen: list[str] = []
+
+    async def upstream(request: web.Request):
+        seen.append(request.path_qs)
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return web.Response(text="page")
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.close()
+        return ws
+
+    async with aiohttp_peer(upstream) as port:
+        rec = spawn(record_args(python_exe, f"ws://127.0.0.1:{port}", "--out",
+                                tmp_path / "h.wsr", "--allow-host", "app.test",
+                                "--allow-host", "other.test:9000"))
+        own = rec.port
+        answers = {}
+        for name, request in {
+            "ip": upgrade("/ip", f"127.0.0.1:{own}"),
+            "localhost": upgrade("/localhost", f"localhost:{own}"),
+            "no port": upgrade("/noport", "127.0.0.1"),
+            "rebinding": upgrade("/rebinding", f"evil.test:{own}"),
+            "rebinding again": upgrade("/rebinding", f"evil.test:{own}"),
+            "rebinding page": plain_get("/page", f"evil.test:{own}"),
+            "wrong port": upgrade("/wrongport", "localhost:1"),
+            "allowed": upgrade("/allowed", "app.test:80"),
+            "allowed port": upgrade("/allowedport", "other.test:9000"),
+            "other port": upgrade("/otherport", "other.test:9001"),
+            "http/1.0, no Host": plain_get("/old", None, "1.0"),
+            "http/1.1, no Host": plain_get("/nohost", None),
+        }.items():
+            answers[name] = await ask(own, request)
+        rec.popen.send_signal(2)
+        assert await rec.await_exit() == 0
+    statuses = {name: status for name, (status, _) in answers.items()}
+    assert statuses == {
+        "ip": 101, "localhost": 101, "no port": 101, "rebinding": 403, "rebinding again": 403,
+        "rebinding page": 403, "wrong port": 403, "allowed": 101, "allowed port": 101,
+        "other port": 403, "http/1.0, no Host": 200, "http/1.1, no Host": 400}
+    body = answers["rebinding"][1].decode()
+    assert f"--allow-host evil.test:{own}" in body and "DNS name" in body
+    assert f"127.0.0.1:{own}" in body  # what it does answer
+    assert seen == ["/ip", "/localhost", "/noport", "/allowed", "/allowedport", "/old"]
+    refusals = [line for line in rec.lines if "refused a request for Host" in line]
+    assert len(refusals) == 3, rec.describe()  # once per Host value
+    assert f"'evil.test:{own}'" in refusals[0] and f"--allow-host evil.test:{own}" in refusals[0]
+
+
+# --- the prefix as a boundary ----------------------------------------------------------------
+
+class RawUpstream:
+    """A TCP server that keeps each request line exactly as it arrived and answers an upgrade
+    with a 101 (then closes), anything else with a 200."""
+
+    def __init__(self):
+        self.lines: list[bytes] = []
+        self.server: asyncio.base_events.Server | None = None
+
+    async def _serve(self, reader, writer):
+        with contextlib.suppress(Exception):
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), T)
+            self.lines.append(head.split(b"\r\n", 1)[0])
+            key = next((line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"sec-websocket-key:")), None)
+            if key is not None:
+                accept = base64.b64encode(hashlib.sha1(
+                    key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+                writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                             b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept
+                             + b"\r\n\r\n" + b"\x88\x02\x03\xe8")  # then close 1000
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                             b"Connection: close\r\n\r\nok")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        writer.close()
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def __aexit__(self, *exc) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def test_a_path_leaving_the_prefix_gets_400_and_never_reaches_the_upstream(
+        spawn, python_exe, tmp_path):
+    upstream = RawUpstream()
+    async with upstream as port:
+        rec = spawn(record_args(python_exe, f"ws://127.0.0.1:{port}/tenantA", "--out",
+                                tmp_path / "p.wsr"))
+        host = f"127.0.0.1:{rec.port}"
+        refused = {}
+        for path in CLIMBING:
+            for kind, request in (("upgrade", upgrade(path, host)), ("get", plain_get(path, host))):
+                refused[(path, kind)] = await ask(rec.port, request)
+        inside = {"/a/../b": "/tenantA/b", "/x/./y": "/tenantA/x/y", "/ok": "/tenantA/ok",
+                  "/x?next=/../../admin": "/tenantA/x?next=/../../admin",
+                  "/a/%2e%2e/c": "/tenantA/c", "/a/b/..": "/tenantA/a/"}
+        forwarded = {}
+        for path in inside:
+            forwarded[path] = [(await ask(rec.port, upgrade(path, host)))[0],
+                               (await ask(rec.port, plain_get(path, host)))[0]]
+        rec.popen.send_signal(2)
+        assert await rec.await_exit() == 0
+    assert {key: status for key, (status, _) in refused.items()} == {key: 400 for key in refused}
+    assert all(b"leaves the target's prefix" in answer for _, answer in refused.values())
+    assert forwarded == {path: [101, 200] for path in inside}
+    expected = [f"GET {inside[path]} HTTP/1.1".encode() for path in inside for _ in (1, 2)]
+    assert upstream.lines == expected  # the climbing ones never arrived, in any spelling
+    assert not any(b"admin" in line.split(b"?")[0] for line in upstream.lines)
+    log = "\n".join(rec.lines)
+    assert log.count("leaves the target's prefix") == 2 * len(CLIMBING)
