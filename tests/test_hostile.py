@@ -451,6 +451,6 @@ async def test_a_self_signed_wss_upstream_is_refused_unless_trusted(
                                ready=False)
             assert await unverified.await_exit() == 1
             assert "certificate" in "\n".join(unverified.lines).lower()
-    log = "\n".join(rec.lines)
+    log = "\n".join(rec.stderr_lines)  # an error: on stderr (issue 12: -q or not)
     if not passes:
         assert "not opened: upstream failed" in log and "certificate" in log.lower()

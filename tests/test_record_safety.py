@@ -1,5 +1,5 @@
-"""``wsreplay record`` safe by default (issue 12): the Host it answers and the target's prefix
-as a boundary.
+"""``wsreplay record`` safe by default (issue 12): the Host it answers, the target's prefix as a
+boundary, errors under ``-q``.
 
 Real sockets, ephemeral ports, every wait bounded by ``T``. ``record`` runs in its own process;
 its upstream is an aiohttp peer, or a raw TCP server that keeps the request lines exactly as
@@ -12,6 +12,9 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import socket
+import ssl
+import time
 
 import pytest
 from aiohttp import web
@@ -19,8 +22,9 @@ from aiohttp import web
 from wsreplay import fdlimit
 from wsreplay.guard import HostPolicy, OutsidePrefix, upstream_path
 
-from .conftest import T
+from .conftest import T, free_port, missing
 from .faultkit import record_args
+from .hostilekit import self_signed
 from .record_helpers import aiohttp_peer
 
 KEY = base64.b64encode(b"wsreplay safety!").decode()
@@ -165,8 +169,8 @@ async def test_a_request_for_another_host_is_refused_unless_allowed(spawn, pytho
     assert f"--allow-host evil.test:{own}" in body and "DNS name" in body
     assert f"127.0.0.1:{own}" in body  # what it does answer
     assert seen == ["/ip", "/localhost", "/noport", "/allowed", "/allowedport", "/old"]
-    refusals = [line for line in rec.lines if "refused a request for Host" in line]
-    assert len(refusals) == 3, rec.describe()  # once per Host value
+    refusals = [line for line in rec.stderr_lines if "refused a request for Host" in line]
+    assert len(refusals) == 3, rec.describe()  # once per Host value, on stderr
     assert f"'evil.test:{own}'" in refusals[0] and f"--allow-host evil.test:{own}" in refusals[0]
 
 
@@ -236,3 +240,54 @@ async def test_a_path_leaving_the_prefix_gets_400_and_never_reaches_the_upstream
     assert not any(b"admin" in line.split(b"?")[0] for line in upstream.lines)
     log = "\n".join(rec.lines)
     assert log.count("leaves the target's prefix") == 2 * len(CLIMBING)
+
+
+# --- errors under -q ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    import shutil
+    if shutil.which("openssl") is None:
+        missing("openssl is not installed (it makes the test certificate)")
+    return self_signed(tmp_path_factory.mktemp("certs"), "localhost")
+
+
+async def until_listening(port: int, proc) -> None:
+    """Wait (bounded) until ``port`` accepts a connection (``-q`` prints no ready line)."""
+    deadline = time.monotonic() + T
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=T / 10):
+                return
+        except OSError:
+            if time.monotonic() > deadline or proc.popen.poll() is not None:
+                raise AssertionError(f"not listening on {port}\n{proc.describe()}")
+            await asyncio.sleep(0.02)
+
+
+async def test_record_q_still_prints_an_upstream_tls_failure(spawn, python_exe, tmp_path,
+                                                            certificate):
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def upstream(request: web.Request):
+        return web.Response(text="never reached")
+
+    async with aiohttp_peer(upstream, ssl_context=context) as port:
+        listen = free_port()
+        rec = spawn([python_exe, "-m", "wsreplay", "record", "--target",
+                     f"wss://localhost:{port}", "--listen", f"127.0.0.1:{listen}", "--out",
+                     tmp_path / "tls.wsr", "-q"], ready=False)
+        await until_listening(listen, rec)
+        ws_status, _ = await ask(listen, upgrade("/feed", f"127.0.0.1:{listen}"))
+        get_status, _ = await ask(listen, plain_get("/page", f"127.0.0.1:{listen}"))
+        rec.popen.send_signal(2)
+        assert await rec.await_exit() == 0
+    assert (ws_status, get_status) == (502, 502)
+    assert rec.lines == []  # -q: no chatter
+    errors = [line for line in rec.stderr_lines if "upstream failed" in line]
+    assert len(errors) == 2, rec.describe()
+    assert all("certificate verify failed" in line for line in errors), errors
+    assert errors[0].startswith("wsreplay record: c1 not opened: upstream failed: ")
+    assert errors[1].startswith("wsreplay record: GET /page: upstream failed: ")

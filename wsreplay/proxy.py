@@ -174,13 +174,16 @@ class RecordingProxy:
     """The recording reverse proxy. ``await start()`` binds (``port`` and ``url`` are then
     known), ``await stop()`` closes every connection with 1001, finishes the recording and
     returns its :class:`~wsreplay.recorder.Summary`. ``log`` receives one line per connection
-    opened, refused or closed."""
+    opened, refused or closed; ``warn`` (default: ``log``) the errors: an upstream that
+    failed, a refused Host."""
 
     def __init__(self, config: ProxyConfig, recorder: Recorder,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None,
+                 warn: Callable[[str], None] | None = None):
         self.config, self.recorder = config, recorder
         self.target = parse_target(config.target)
         self._log = log or (lambda line: None)
+        self._warn = warn or self._log
         self._links: set[PumpLink | FastLink] = set()
         self._runner: web.ServerRunner | None = None
         self._site: web.TCPSite | None = None
@@ -295,9 +298,9 @@ class RecordingProxy:
         shown = (host or "")[:200]
         if shown not in self._hosts_reported and len(self._hosts_reported) < _HOSTS_REPORTED:
             self._hosts_reported.add(shown)
-            self._log(f"refused a request for Host {shown!r} (403): not this proxy's address "
-                      f"({self.hosts.describe()}); --allow-host {shown or 'HOST:PORT'} "
-                      f"allows it")
+            self._warn(f"refused a request for Host {shown!r} (403): not this proxy's address "
+                       f"({self.hosts.describe()}); --allow-host {shown or 'HOST:PORT'} "
+                       f"allows it")
         return web.Response(status=403, text=self.hosts.refusal(shown))
 
     async def _http(self, request: web.BaseRequest, path: str) -> web.StreamResponse:
@@ -320,6 +323,7 @@ class RecordingProxy:
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             if out.prepared:
                 raise
+            self._warn(f"{request.method} {path[:200]}: upstream failed: {_describe(exc)}")
             return web.Response(status=502, text=f"wsreplay record: upstream: {_describe(exc)}\n")
 
     async def _websocket(self, request: web.BaseRequest, path: str) -> web.StreamResponse:
@@ -386,7 +390,7 @@ class RecordingProxy:
         name = self.recorder.next_name()
         why = _describe(exc)
         self.recorder.note(f"{name}: not opened: upstream failed: {why}")
-        self._log(f"{name} not opened: upstream failed: {why}")
+        self._warn(f"{name} not opened: upstream failed: {why}")
         # 504 when the upstream took the connection but never answered; 502 for the rest
         status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
         return web.Response(status=status, text=f"wsreplay record: upstream failed: {why}\n")

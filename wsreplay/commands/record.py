@@ -5,7 +5,8 @@ connection with 1001, completes the scenario file, generalizes it (unless ``--no
 :mod:`wsreplay.infer`) and prints a summary. Exit code 0 after a
 clean stop, 2 on a usage error (bad option, output file exists, address in use) or when the
 recording could not be written completely (disk full, folder unwritable: the error is printed
-when it happens and forwarding goes on regardless).
+when it happens and forwarding goes on regardless). Errors go to stderr, ``-q`` or not; ``-q``
+silences the rest.
 
 At its start it raises its open-file limit as far as the system lets it
 (:mod:`wsreplay.fdlimit`: each connection takes two descriptors) and says so when that leaves
@@ -154,6 +155,11 @@ def _echo(text: str) -> None:
     sys.stdout.flush()
 
 
+def _warn(line: str) -> None:
+    """An error or warning: on stderr, ``-q`` or not."""
+    print(f"wsreplay record: {line}", file=sys.stderr, flush=True)
+
+
 def _recorder(args) -> Recorder:
     redaction = Redaction.build(args.redact_header, args.redact_query, args.redact_field,
                                 enabled=not args.no_redact, protocols=args.redact_protocol)
@@ -245,7 +251,7 @@ def _size(text: str) -> int:
 async def _serve(args, config: ProxyConfig, recorder: Recorder) -> int:
     say = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
     fdlimit.prepare("wsreplay record", per_connection=2)
-    proxy = RecordingProxy(config, recorder, log=say)
+    proxy = RecordingProxy(config, recorder, log=say, warn=_warn)
     try:
         await proxy.start()
     except OSError as exc:
