@@ -1,9 +1,9 @@
 """``wsreplay record`` safe by default (issue 12): the Host it answers, the target's prefix as a
-boundary, errors under ``-q``.
+boundary, errors under ``-q``, a deadline for handshakes.
 
 Real sockets, ephemeral ports, every wait bounded by ``T``. ``record`` runs in its own process;
-its upstream is an aiohttp peer, or a raw TCP server that keeps the request lines exactly as
-they arrived (:class:`RawUpstream`).
+its upstream is tests/fault_upstream.py (echo), an aiohttp peer, or a raw TCP server that keeps
+the request lines exactly as they arrived (:class:`RawUpstream`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from aiohttp import web
 from wsreplay import fdlimit
 from wsreplay.guard import HostPolicy, OutsidePrefix, upstream_path
 
-from .conftest import T, free_port, missing
+from .conftest import TESTS, T, free_port, missing
 from .faultkit import record_args
 from .hostilekit import self_signed
 from .record_helpers import aiohttp_peer
@@ -58,6 +58,10 @@ async def ask(port: int, request: bytes, timeout: float = T) -> tuple[int, bytes
         writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()
+
+
+def echo_upstream(spawn, python_exe):
+    return spawn([python_exe, TESTS / "fault_upstream.py"])
 
 
 # --- the pure checks ---------------------------------------------------------------------
@@ -291,3 +295,63 @@ async def test_record_q_still_prints_an_upstream_tls_failure(spawn, python_exe, 
     assert all("certificate verify failed" in line for line in errors), errors
     assert errors[0].startswith("wsreplay record: c1 not opened: upstream failed: ")
     assert errors[1].startswith("wsreplay record: GET /page: upstream failed: ")
+
+
+# --- the handshake deadline ------------------------------------------------------------------
+
+async def test_a_handshake_too_slow_gets_408_and_a_prompt_one_is_served(spawn, python_exe,
+                                                                         tmp_path):
+    upstream = echo_upstream(spawn, python_exe)
+    rec = spawn(record_args(python_exe, f"ws://127.0.0.1:{upstream.port}", "--out",
+                            tmp_path / "t.wsr", "--handshake-timeout", "600ms"))
+    request = upgrade("/echo", f"127.0.0.1:{rec.port}")
+    start = time.monotonic()
+    reader, writer = await asyncio.open_connection("127.0.0.1", rec.port)
+    writer.write(request[:20])  # and nothing more
+    answer = await asyncio.wait_for(reader.read(), T)
+    took = time.monotonic() - start
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"--handshake-timeout" in answer
+    assert 0.55 <= took < 0.6 + T / 5, took
+    # slow but in time: half the request, a pause shorter than the deadline, the rest
+    reader, writer = await asyncio.open_connection("127.0.0.1", rec.port)
+    writer.write(request[:30])
+    await asyncio.sleep(0.3)
+    writer.write(request[30:])
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), T)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    await asyncio.sleep(0.6)  # past the deadline: an open WebSocket is never timed out
+    writer.write(b"\x81\x82\x00\x00\x00\x00ok")  # a masked text frame "ok"
+    assert await asyncio.wait_for(reader.readexactly(4), T) == b"\x81\x02ok"
+    writer.close()
+    await rec.await_line(lambda line: "closed 1 client with 408" in line)
+
+
+class _NoWatchingLoop(asyncio.SelectorEventLoop):
+    """An event loop that cannot watch a socket, as Windows' proactor loop cannot."""
+
+    def add_reader(self, *args, **kwargs):
+        raise NotImplementedError
+
+
+def test_on_a_loop_that_cannot_watch_sockets_the_deadline_still_holds(tmp_path):
+    from wsreplay.proxy import ProxyConfig, RecordingProxy
+    from wsreplay.recorder import Recorder
+
+    async def main():
+        async with RecordingProxy(ProxyConfig("ws://127.0.0.1:9", port=0,
+                                              handshake_timeout=0.3),
+                                  Recorder(tmp_path / "w.wsr")) as proxy:
+            assert proxy._door._servers  # the loop accepts for the door
+            start = time.monotonic()
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            writer.write(b"GET / HT")
+            answer = await asyncio.wait_for(reader.read(), T)
+            writer.close()
+            status, _ = await ask(proxy.port, upgrade("/x", "evil.test"))
+            return answer, time.monotonic() - start, status
+
+    with asyncio.Runner(loop_factory=_NoWatchingLoop) as runner:
+        answer, took, status = runner.run(main())
+    assert answer.startswith(b"HTTP/1.1 408 ") and 0.25 < took < T
+    assert status == 403

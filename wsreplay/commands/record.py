@@ -32,6 +32,7 @@ from ..guard import HostPolicy
 from ..proxy import ProxyConfig, RecordingProxy, parse_target
 from ..recorder import Recorder, Redaction
 from .generalize import generalize_file, summarize
+from .replay import duration_option
 
 EXIT_OK, EXIT_USAGE = 0, 2
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000 ** 2, "mb": 1000 ** 2,
@@ -72,6 +73,11 @@ def add_parser(subparsers) -> None:
                         "are answered (127.0.0.1:PORT, localhost:PORT...), others get 403, so "
                         "that a web page cannot reach the target through its own DNS name "
                         "(DNS rebinding). Repeatable")
+    p.add_argument("--handshake-timeout", type=duration_option, default=5.0,
+                   metavar="DURATION",
+                   help="close a client that has not sent its whole request head this long "
+                        "after connecting (408), and a kept-alive connection idle this long "
+                        "(default 5s)")
     p.add_argument("--redact-header", action="append", default=[], metavar="NAME",
                    help="also redact this header (Authorization, Cookie, Set-Cookie always are)")
     p.add_argument("--redact-query", action="append", default=[], metavar="KEY",
@@ -144,10 +150,13 @@ def _config(args) -> ProxyConfig:
         HostPolicy.build(host, port, tuple(args.allow_host))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.handshake_timeout <= 0:
+        raise UsageError("--handshake-timeout must be more than 0")
     return ProxyConfig(target=args.target, host=host, port=port, max_size=args.max_size,
                        ca_file=args.ca_file, insecure=args.insecure, trust_env=args.trust_env,
                        allow_origins=tuple(args.allow_origin),
-                       allow_hosts=tuple(args.allow_host))
+                       allow_hosts=tuple(args.allow_host),
+                       handshake_timeout=args.handshake_timeout)
 
 
 def _echo(text: str) -> None:
