@@ -1,9 +1,10 @@
 """``wsreplay record`` safe by default (issue 12): the Host it answers, the target's prefix as a
-boundary, errors under ``-q``, a deadline for handshakes.
+boundary, errors under ``-q``, a deadline for handshakes, and descriptors.
 
-Real sockets, ephemeral ports, every wait bounded by ``T``. ``record`` runs in its own process;
-its upstream is tests/fault_upstream.py (echo), an aiohttp peer, or a raw TCP server that keeps
-the request lines exactly as they arrived (:class:`RawUpstream`).
+Real sockets, ephemeral ports, every wait bounded by ``T``. ``record`` runs in its own process
+(under a lowered open-file limit where the test says so: :func:`nofile_limited`); its upstream is
+tests/fault_upstream.py (echo), an aiohttp peer, or a raw TCP server that keeps the request
+lines exactly as they arrived (:class:`RawUpstream`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import os
+import resource
 import socket
 import ssl
+import sys
 import time
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -23,7 +28,7 @@ from wsreplay import fdlimit
 from wsreplay.guard import HostPolicy, OutsidePrefix, upstream_path
 
 from .conftest import TESTS, T, free_port, missing
-from .faultkit import record_args
+from .faultkit import RawClient, figure, open_fds, record_args
 from .hostilekit import self_signed
 from .record_helpers import aiohttp_peer
 
@@ -60,8 +65,70 @@ async def ask(port: int, request: bytes, timeout: float = T) -> tuple[int, bytes
             await writer.wait_closed()
 
 
+def nofile_limited(args: list, soft: int, hard: int | None = None) -> list:
+    """``args`` run with RLIMIT_NOFILE = (``soft``, ``hard``); ``hard`` None keeps the hard
+    limit this process has."""
+    hard_text = "resource.getrlimit(resource.RLIMIT_NOFILE)[1]" if hard is None else str(hard)
+    code = ("import os, resource, sys; "
+            f"resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard_text})); "
+            "os.execv(sys.argv[1], sys.argv[1:])")
+    return [sys.executable, "-c", code, *map(str, args)]
+
+
+def limits_of(pid: int) -> tuple[int, int]:
+    """The soft and hard open-file limits of process ``pid`` (/proc/PID/limits)."""
+    with open(f"/proc/{pid}/limits", encoding="ascii") as limits:
+        for line in limits:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    raise AssertionError("no open-file limit listed")
+
+
+async def stderr_line(proc, pred, timeout: float = T) -> str:
+    """The first stderr line of ``proc`` for which ``pred`` is true (bounded wait)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = next((line for line in list(proc.stderr_lines) if pred(line)), None)
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no such stderr line within {timeout:.1f}s\n{proc.describe()}")
+        await asyncio.sleep(0.02)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat", encoding="ascii").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.fixture
+def many_descriptors():
+    """This test process may open a few thousand descriptors (its own soft limit raised to
+    the hard limit for the test); skipped where even the hard limit is too low."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        pytest.skip(f"the hard open-file limit is {hard}: the test needs 4,096")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def echo_upstream(spawn, python_exe):
     return spawn([python_exe, TESTS / "fault_upstream.py"])
+
+
+async def echo_once(port: int, text: str = "hi", timeout: float = T) -> float:
+    """Seconds a fresh client takes to connect through ``port`` and get its echo back."""
+    start = time.monotonic()
+    client = await RawClient.connect(port, "/echo", timeout=timeout)
+    try:
+        client.send_text(text)
+        got = await client.events(timeout, count=1)
+        assert [e.data for e in got if hasattr(e, "data")] == [text]
+    finally:
+        await client.aclose()
+    return time.monotonic() - start
 
 
 # --- the pure checks ---------------------------------------------------------------------
@@ -325,6 +392,192 @@ async def test_a_handshake_too_slow_gets_408_and_a_prompt_one_is_served(spawn, p
     assert await asyncio.wait_for(reader.readexactly(4), T) == b"\x81\x02ok"
     writer.close()
     await rec.await_line(lambda line: "closed 1 client with 408" in line)
+
+
+# --- descriptors ------------------------------------------------------------------------------
+
+SLOW = 1_100
+
+
+async def slow_handshakes(port: int, count: int) -> tuple[list, asyncio.Task, dict]:
+    """``count`` connections that send their upgrade request one byte a second; the
+    connections, the task trickling the bytes, and a dict counting how each ended (the
+    status line of the answer, or "closed" with none)."""
+    request = upgrade("/echo", f"127.0.0.1:{port}")
+    ended: dict[str, int] = {}
+    conns = []
+
+    async def watch(reader):
+        try:
+            answer = await reader.read(64)
+        except OSError:
+            answer = b""
+        what = answer.split(b"\r\n", 1)[0].decode() or "closed"
+        ended[what] = ended.get(what, 0) + 1
+
+    for _ in range(count):
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port), T)
+        writer.write(request[:1])
+        conns.append((writer, asyncio.ensure_future(watch(reader))))
+
+    async def trickle():
+        for i in range(1, len(request)):
+            await asyncio.sleep(1)
+            for writer, watcher in conns:
+                if not watcher.done():
+                    with contextlib.suppress(OSError, RuntimeError):
+                        writer.write(request[i:i + 1])
+
+    return conns, asyncio.ensure_future(trickle()), ended
+
+
+def close_all(conns, trickler) -> None:
+    trickler.cancel()
+    for writer, watcher in conns:
+        watcher.cancel()
+        writer.close()
+
+
+async def test_slowloris_under_1024_descriptors_never_locks_a_client_out(
+        spawn, python_exe, tmp_path, many_descriptors):
+    upstream = echo_upstream(spawn, python_exe)
+    rec = spawn(nofile_limited(record_args(python_exe, f"ws://127.0.0.1:{upstream.port}",
+                                           "--out", tmp_path / "s.wsr"), 1024, 1024))
+    assert limits_of(rec.popen.pid) == (1024, 1024)
+    assert await echo_once(rec.port) < 2
+    cpu_before, started = cpu_seconds(rec.popen.pid), time.monotonic()
+    conns, trickler, ended = await slow_handshakes(rec.port, SLOW)
+    try:
+        opened = time.monotonic() - started
+        waits = []
+        for at in (0.5, 2.5, 4.5):  # into the attack, before the 5 s deadline frees anything
+            await asyncio.sleep(max(0.0, started + at - time.monotonic()))
+            waits.append(await echo_once(rec.port))
+        peak = open_fds(rec.popen.pid)
+        # every slow handshake ends: closed to make room (503) or at the deadline (408)
+        deadline = time.monotonic() + 5 + T
+        while sum(ended.values()) < SLOW and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        took = time.monotonic() - started
+        cpu = cpu_seconds(rec.popen.pid) - cpu_before
+    finally:
+        close_all(conns, trickler)
+    assert max(waits) < 2, waits
+    assert sum(ended.values()) == SLOW, ended
+    assert set(ended) <= {"HTTP/1.1 503 Service Unavailable", "HTTP/1.1 408 Request Timeout"}
+    assert ended.get("HTTP/1.1 408 Request Timeout", 0) > 0, ended
+    assert cpu < took / 2, (cpu, took)  # no busy loop while the descriptors ran out
+    assert await echo_once(rec.port) < 2
+    await rec.await_line(lambda line: "with 408: no complete request head within 5s" in line)
+    err = "\n".join(rec.stderr_lines)
+    assert "out of file descriptors (the limit is 1,024 open files)" in err, rec.describe()
+    assert "Traceback" not in err
+    figure("record: slowloris", slow_handshakes=SLOW, soft_limit=1024, hard_limit=1024,
+           opened_in=round(opened, 2), normal_client_seconds=[round(w, 3) for w in waits],
+           closed_503=ended.get("HTTP/1.1 503 Service Unavailable", 0),
+           closed_408=ended.get("HTTP/1.1 408 Request Timeout", 0), peak_fds=peak,
+           cpu_seconds=round(cpu, 2), wall_seconds=round(took, 2))
+
+
+async def open_websockets(port: int, count: int) -> tuple[list[RawClient], list[int]]:
+    """Up to ``count`` WebSocket connections through ``port``, opened 50 at a time; the
+    clients that got their 101, and the statuses of those refused."""
+    clients, refused = [], []
+    for start in range(0, count, 50):
+        results = await asyncio.gather(
+            *(RawClient.connect(port, f"/echo?n={i}", timeout=2 * T)
+              for i in range(start, min(count, start + 50))), return_exceptions=True)
+        for result in results:
+            if isinstance(result, RawClient):
+                clients.append(result)
+            elif isinstance(result, ConnectionError) and str(result).startswith("refused: "):
+                refused.append(int(str(result).split(": ")[1]))
+            else:
+                raise result
+    return clients, refused
+
+
+async def echo_all(clients: list[RawClient]) -> int:
+    """How many of ``clients`` get their own message back."""
+    async def one(i, client):
+        client.send_text(f"m{i}")
+        got = await client.events(2 * T, count=1)
+        return [e.data for e in got if hasattr(e, "data")] == [f"m{i}"]
+    return sum(await asyncio.gather(*(one(i, c) for i, c in enumerate(clients))))
+
+
+async def test_1000_connections_at_a_1024_soft_limit(spawn, python_exe, tmp_path,
+                                                    many_descriptors):
+    """The common case: soft limit 1,024, a higher hard limit. record raises its soft limit,
+    and 1,000 real connections through it (2,000 descriptors) all work."""
+    upstream = echo_upstream(spawn, python_exe)
+    rec = spawn(nofile_limited(record_args(python_exe, f"ws://127.0.0.1:{upstream.port}",
+                                           "--out", tmp_path / "k.wsr"), 1024))
+    soft, hard = limits_of(rec.popen.pid)
+    if hard < 2 * 1000 + fdlimit.RESERVE:
+        pytest.skip(f"the hard open-file limit is {hard}")
+    assert soft == hard  # raised from 1,024
+    started = time.monotonic()
+    clients, refused = await open_websockets(rec.port, 1000)
+    try:
+        opened = time.monotonic() - started
+        fds = open_fds(rec.popen.pid)
+        echoed = await echo_all(clients)
+        took = time.monotonic() - started
+    finally:
+        await asyncio.gather(*(c.aclose() for c in clients))
+    assert (len(clients), refused, echoed) == (1000, [], 1000)
+    assert not any("warning" in line for line in rec.stderr_lines), rec.describe()
+    figure("record: 1,000 connections at 1,024 descriptors", soft_limit_given=1024,
+           raised_to=soft, connections=len(clients), echoed=echoed, record_fds=fds,
+           opened_in=round(opened, 2), seconds=round(took, 2))
+
+
+async def test_at_a_hard_limit_of_1024_the_client_beyond_capacity_gets_503(
+        spawn, python_exe, tmp_path, many_descriptors):
+    """Soft and hard limit 1,024: record says at start how many connections fit, serves that
+    many, refuses the next with 503 saying why, and serves again once some have gone."""
+    upstream = echo_upstream(spawn, python_exe)
+    rec = spawn(nofile_limited(record_args(python_exe, f"ws://127.0.0.1:{upstream.port}",
+                                           "--out", tmp_path / "c.wsr"), 1024, 1024))
+    warning = await stderr_line(rec, lambda line: "open files" in line)
+    assert "at most 1,024 open files, room for about 480 connections" in warning
+    clients, refused = await open_websockets(rec.port, 600)
+    try:
+        served, fds = len(clients), open_fds(rec.popen.pid)
+        echoed = await echo_all(clients)
+        status, answer = await ask(rec.port, upgrade("/echo", f"127.0.0.1:{rec.port}"))
+        for client in clients[:10]:
+            await client.aclose()
+        await asyncio.sleep(0.2)
+        again = await echo_once(rec.port)
+    finally:
+        await asyncio.gather(*(c.aclose() for c in clients))
+    assert 450 <= served < 600 and echoed == served, (served, echoed)
+    assert refused and set(refused) == {503}, refused
+    assert status == 503 and b"out of file descriptors" in answer
+    assert again < 2
+    err = "\n".join(rec.stderr_lines)
+    assert "out of file descriptors (the limit is 1,024 open files): refused" in err, err
+    assert "Traceback" not in err
+    figure("record: connections at a hard limit of 1,024 descriptors", soft_limit=1024,
+           hard_limit=1024, served=served, refused_503=len(refused) + 1, record_fds=fds)
+
+
+async def test_serve_raises_its_limit_and_warns_when_it_stays_low(spawn, python_exe, tmp_path):
+    scenario = tmp_path / "s.wsr"
+    scenario.write_text("wsreplay 1\nconn c1 ws://127.0.0.1/x\nc1 > text hi\n")
+    args = [python_exe, "-m", "wsreplay", "serve", scenario, "--listen", "127.0.0.1:0"]
+    low = spawn(nofile_limited(args, 1024, 1024))
+    assert limits_of(low.popen.pid) == (1024, 1024)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    high = spawn(nofile_limited(args, 256))
+    assert limits_of(high.popen.pid)[0] == min(hard, limits_of(high.popen.pid)[1])
+    warned = await stderr_line(low, lambda line: "open files" in line)
+    assert warned.startswith("wsreplay serve: warning: at most 1,024 open files")
+    if hard >= 1000 + fdlimit.RESERVE:
+        assert not any("open files" in line for line in high.stderr_lines)
 
 
 class _NoWatchingLoop(asyncio.SelectorEventLoop):
