@@ -179,6 +179,15 @@ def test_allow_host_adds_names_with_or_without_a_port():
         HostPolicy.build("127.0.0.1", 8765, ("a:b:c",))
 
 
+@pytest.mark.parametrize("host", ["\udc80", "caf\u00e9.test", "a b", "x\x00y", "[::1", "h:99999"])
+def test_a_malformed_host_is_refused_and_shown_escaped(host):
+    policy = HostPolicy.build("127.0.0.1", 8765)
+    assert not policy.allows(host)
+    body = policy.refusal(host)
+    assert body.isascii() and "--allow-host HOST:PORT" in body
+    body.encode("utf-8")  # a lone surrogate (a byte that was not UTF-8) would raise here
+
+
 def test_a_missing_host_is_allowed_in_http_1_0_only():
     policy = HostPolicy.build("127.0.0.1", 8765)
     assert policy.allows(None, http10=True) and not policy.allows(None)

@@ -16,11 +16,21 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-__all__ = ["HostPolicy", "OutsidePrefix", "upstream_path"]
+__all__ = ["HostPolicy", "OutsidePrefix", "shown", "upstream_path"]
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 _ANY = ("", "0.0.0.0", "::")
-_HOST = re.compile(r"(?:\[(?P<v6>[^\]]*)\]|(?P<name>[^:\[\]]*))(?::(?P<port>\d{1,5}))?")
+# RFC 3986 host: an IP literal in brackets, or reg-name characters (percent-encoded ones too)
+_HOST = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]*)\]|(?P<name>[A-Za-z0-9._~%!$&'()*+,;=-]*))"
+                   r"(?::(?P<port>\d{1,5}))?", re.ASCII)
+
+
+def shown(text: str | None) -> str:
+    """A client's Host value fit to print: at most 200 characters, anything but printable
+    ASCII escaped (a header byte that is not UTF-8 arrives as a lone surrogate)."""
+    text = (text or "")[:200]
+    return "".join(c if " " <= c <= "~" else c.encode("unicode_escape", "backslashreplace")
+                   .decode("ascii", "backslashreplace") for c in text)
 
 
 def _name(text: str) -> str:
@@ -95,12 +105,17 @@ class HostPolicy:
 
     def refusal(self, host: str | None) -> str:
         """The body of the 403 for a refused ``host``: what to add to allow it."""
-        shown = (host or "").strip()
-        hint = shown if _split(shown) is not None and shown else "HOST:PORT"
-        return (f"wsreplay record: Host {shown!r} is not this proxy's address, so it is refused "
-                f"(a page using a DNS name pointed here must not reach the target). Requests "
-                f"must name {self.describe()}; to allow this one, start record with "
-                f"--allow-host {hint}\n")
+        return (f"wsreplay record: Host '{shown(host)}' is not this proxy's address, so it is "
+                f"refused (a page using a DNS name pointed here must not reach the target). "
+                f"Requests must name {self.describe()}; to allow this one, start record with "
+                f"--allow-host {self.hint(host)}\n")
+
+    def hint(self, host: str | None) -> str:
+        """What to give ``--allow-host`` to answer ``host`` (``HOST:PORT`` for a malformed
+        one)."""
+        text = (host or "").strip()
+        split = _split(text) if text else None
+        return text if split is not None and split[0] else "HOST:PORT"
 
     def describe(self) -> str:
         names = sorted(f"[{n}]" if ":" in n else n for n in self.names)
@@ -147,7 +162,7 @@ def upstream_path(raw: str) -> str:
     spelling: ``..``, ``%2e%2e``, ``..%2f``, ``..\\``, ``..;``."""
     path, mark, query = raw.partition("?")
     if _climbs_out(path):
-        raise OutsidePrefix(f"the path {path!r} leaves the target's prefix")
+        raise OutsidePrefix(f"the path '{shown(path)}' leaves the target's prefix")
     segments = path.split("/")[1:]
     if not any(_is_dot(s, ".") or _is_dot(s, "..") for s in segments):
         return raw

@@ -38,7 +38,7 @@ from yarl import URL
 
 from .door import Door, listening_sockets, out_of_descriptors
 from .frames import Deflate, agreed_deflate
-from .guard import HostPolicy, OutsidePrefix, upstream_path
+from .guard import HostPolicy, OutsidePrefix, shown, upstream_path
 from .model import Side
 from .pumps import PumpLink
 from .recorder import ConnectionRecord, Handshake, Recorder, Summary
@@ -301,20 +301,20 @@ class RecordingProxy:
         try:
             path = upstream_path(request.raw_path)
         except OutsidePrefix as exc:
-            self._log(f"refused {request.method} {request.raw_path[:200]!r} (400): {exc}")
+            self._log(f"refused {request.method} '{shown(request.raw_path)}' (400): {exc}")
             return web.Response(status=400, text=f"wsreplay record: {exc}\n")
         if request.headers.get("Upgrade", "").lower().strip() == "websocket":
             return await self._websocket(request, path)
         return await self._http(request, path)
 
     def _wrong_host(self, host: str | None) -> web.Response:
-        shown = (host or "")[:200]
-        if shown not in self._hosts_reported and len(self._hosts_reported) < _HOSTS_REPORTED:
-            self._hosts_reported.add(shown)
-            self._warn(f"refused a request for Host {shown!r} (403): not this proxy's address "
-                       f"({self.hosts.describe()}); --allow-host {shown or 'HOST:PORT'} "
+        seen = shown(host)
+        if seen not in self._hosts_reported and len(self._hosts_reported) < _HOSTS_REPORTED:
+            self._hosts_reported.add(seen)
+            self._warn(f"refused a request for Host '{seen}' (403): not this proxy's address "
+                       f"({self.hosts.describe()}); --allow-host {self.hosts.hint(host)} "
                        f"allows it")
-        return web.Response(status=403, text=self.hosts.refusal(shown))
+        return web.Response(status=403, text=self.hosts.refusal(host))
 
     async def _upstream(self, connect):
         """``await connect()``, once more after :meth:`Door.make_room` when it failed for
@@ -356,7 +356,7 @@ class RecordingProxy:
                 raise
             if out_of_descriptors(exc):
                 return self._no_descriptors()
-            self._warn(f"{request.method} {path[:200]}: upstream failed: {_describe(exc)}")
+            self._warn(f"{request.method} {shown(path)}: upstream failed: {_describe(exc)}")
             return web.Response(status=502, text=f"wsreplay record: upstream: {_describe(exc)}\n")
 
     async def _websocket(self, request: web.BaseRequest, path: str) -> web.StreamResponse:
