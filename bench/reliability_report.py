@@ -29,7 +29,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent
-SUITES = ["tests/test_faults.py", "tests/test_hostile.py", "tests/test_secrets.py"]
+SUITES = ["tests/test_faults.py", "tests/test_hostile.py", "tests/test_secrets.py",
+          "tests/test_record_safety.py"]
 README_START, README_END = "<!-- reliability:start -->", "<!-- reliability:end -->"
 
 
@@ -114,6 +115,21 @@ def safety_targets(figures: list[dict]) -> list[tuple[str, str, str, bool]]:
                  f"{'passed' if sec.get('serve_passed') else 'FAILED'}" if sec else "not measured",
                  bool(sec) and sec["leaked"] == 0 and sec["replay_passed"]
                  and sec["serve_passed"]))
+    sl = _fig(figures, "record: slowloris")
+    rows.append(("slowloris: 1,100 handshakes at one byte a second, soft and hard limit 1,024: "
+                 "a normal client served", "within 2 s",
+                 f"{max(sl['normal_client_seconds'])} s at worst ({sl['closed_503']} slow ones "
+                 f"closed with 503 to make room, {sl['closed_408']} with 408 at the deadline)"
+                 if sl else "not measured", bool(sl) and max(sl["normal_client_seconds"]) < 2))
+    k = _fig(figures, "record: 1,000 connections at 1,024 descriptors")
+    rows.append(("1,000 real connections through record, soft limit 1,024 (raised to the hard "
+                 "limit)", "1,000 echo", f"{k.get('echoed')} echo (limit raised to "
+                 f"{k.get('raised_to'):,}, {k.get('record_fds'):,} descriptors)" if k
+                 else "not measured", k.get("echoed") == 1000))
+    hard = _fig(figures, "record: connections at a hard limit of 1,024 descriptors")
+    rows.append(("... with the hard limit at 1,024 too: served, then 503", "about 480, then 503",
+                 f"{hard.get('served')} served, the next refused with 503" if hard
+                 else "not measured", hard.get("served", 0) >= 450))
     return rows
 
 
@@ -309,6 +325,7 @@ def render(outcomes, figures, load, soak_seconds) -> tuple[str, str, bool]:
         suite_section("Faults", "test_faults", outcomes, figures),
         suite_section("Hostile input", "test_hostile", outcomes, figures),
         suite_section("Secrets", "test_secrets", outcomes, figures),
+        suite_section("Safe by default", "test_record_safety", outcomes, figures),
         load_section(load), gaps_section(outcomes)])
     ok = all(r[3] for r in rows) and not any(o["outcome"] == "FAILED" for o in outcomes)
     return doc, summary, ok

@@ -189,7 +189,9 @@ async def test_header_bytes_that_are_not_utf8_are_forwarded_and_recorded_readabl
     out = tmp_path / "bytes.wsr"
     async with aiohttp_peer(echo) as port:
         rec = spawn(record_args(python_exe, f"ws://127.0.0.1:{port}", "--out", out))
-        baseline = fd_count(rec.popen.pid)
+        # uvloop opens a spare descriptor of its own (libuv's EMFILE reserve) with the first
+        # connection it handles: counted before, so the baseline holds it
+        baseline = fd_count(rec.popen.pid) + (1 if _uses_uvloop() else 0)
         answer, _ = await asyncio.to_thread(exchange, rec.port, NOT_UTF8 + client_frame(1, b"hi")
                                             + client_frame(8, struct.pack("!H", 1000)))
         assert check_answer(answer) == 101
@@ -200,6 +202,14 @@ async def test_header_bytes_that_are_not_utf8_are_forwarded_and_recorded_readabl
     assert seen["x-name"] == "caf"
     (conn,) = load(out).connections()
     assert ("X-Name", "caf\ufffd") in conn.headers and conn.protocols == ("\ufffd",)
+
+
+def _uses_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401  (record runs on it when it is installed)
+    except ImportError:
+        return False
+    return True
 
 
 def test_garbage_before_the_upgrade_is_refused(served):
@@ -270,6 +280,7 @@ def test_a_burst_of_half_open_connections_is_let_go(served):
 HOSTILE_TARGETS = [b"/%2e%2e/%2e%2e/x", b"/../../x", b"/..%2f..%2fx", b"//etc/passwd",
                    b"/x?name=../../y&out=/tmp/z", b"/%00", b"/\xc3\xa9/..", b"/" + b"a" * 8000,
                    b"/c1.wsr", b"/..\\..\\x"]
+CLIMBING = 4  # the first three and the last climb out of the target's prefix: 400 (issue 12)
 HOSTILE_HOSTS = [b"../../evil", b"/tmp/evil", b"evil:80/../../x", b"%2e%2e"]
 
 
@@ -305,7 +316,10 @@ async def test_a_hostile_path_or_host_never_writes_outside_the_output_folder(
         rec.popen.send_signal(2)
         assert await rec.await_exit() == 0
     upgraded = statuses.count(101)
-    assert upgraded >= len(HOSTILE_TARGETS) - 2  # most reached the upstream (and its record)
+    # most reached the upstream (and its record); a Host that is not the proxy's gets 403
+    assert upgraded >= len(HOSTILE_TARGETS) - CLIMBING - 2
+    assert statuses.count(400) >= CLIMBING
+    assert statuses[len(HOSTILE_TARGETS):][:len(HOSTILE_HOSTS)] == [403] * len(HOSTILE_HOSTS)
     written = set(tmp_path.rglob("*")) - before - {sandbox / "folder"}
     outside = [p for p in written if (sandbox / "folder") not in p.parents]
     assert outside == [], outside
@@ -447,6 +461,6 @@ async def test_a_self_signed_wss_upstream_is_refused_unless_trusted(
                                ready=False)
             assert await unverified.await_exit() == 1
             assert "certificate" in "\n".join(unverified.lines).lower()
-    log = "\n".join(rec.lines)
+    log = "\n".join(rec.stderr_lines)  # an error: on stderr (issue 12: -q or not)
     if not passes:
         assert "not opened: upstream failed" in log and "certificate" in log.lower()

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsreplay import model as m
-from wsreplay.payloads import HEX_MAX, binary_payload, text_payload
+from wsreplay.codecs import CODECS
+from wsreplay.payloads import HEX_MAX, binary_payload, codec_payload, text_payload
 from wsreplay.recorder import OP_BINARY, OP_PING, OP_PONG, OP_TEXT, Handshake, Recorder, Redaction
 from wsreplay.sink import Sink
 from wsreplay.writer import format_step
@@ -50,8 +51,8 @@ def _expected(conn: str, side: m.Side, at: int, batch, secret, redaction) -> lis
     for opcode, data in batch:
         if opcode == OP_TEXT:
             payload = text_payload(data, secret, redaction)
-        elif opcode == OP_BINARY:
-            payload = binary_payload(data)
+        elif opcode == OP_BINARY:  # a frame that reads as MessagePack or CBOR is written so
+            payload = codec_payload(data, CODECS, secret, redaction) or binary_payload(data)
         else:
             payload = (m.Ping if opcode == OP_PING else m.Pong)(bytes(data)[:125])
         out.append(format_step(m.Event(conn, side, payload, at)))

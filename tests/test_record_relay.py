@@ -74,7 +74,7 @@ async def raw_client(port: int, after_request: bytes = b"", then: bytes = b""):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(f"GET /raw HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        writer.write(f"GET /raw HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
                      f"Sec-WebSocket-Version: 13\r\n\r\n".encode() + after_request)
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), T)
@@ -147,7 +147,7 @@ async def test_an_upstream_that_speaks_and_hangs_up_at_once_is_recorded_whole(re
         proxy = await record(f"ws://127.0.0.1:{port}")
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
         key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade"
+        writer.write(f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade"
                      f"\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
         data = b""
         while b"\x88\x0f\x03\xf3upstream drop" not in data:  # the proxy's close 1011
@@ -180,7 +180,7 @@ async def upgrade_answer(port: int, offer: str) -> str:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        writer.write(f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
                      f"Sec-WebSocket-Extensions: {offer}\r\n\r\n".encode())
         head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), T)).decode()

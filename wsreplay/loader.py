@@ -21,10 +21,21 @@ from .program import MAX_INCLUDE_DEPTH, MAX_NESTING, measure
 
 def read_text(path: str | Path) -> str:
     """The file's text (UTF-8); a ScenarioError says which byte is not UTF-8."""
-    data = Path(path).read_bytes()
+    return decode(Path(path).read_bytes(), path)
+
+
+def decode(data: bytes, path: str | Path = "<memory>") -> str:
+    """A scenario file's bytes as text (UTF-8); a ScenarioError says which byte is not.
+
+    One exception: a recording cut by a kill (:class:`wsreplay.sink.Sink`) can end in a
+    comment line stopped at a page boundary in the middle of a character; that last comment
+    reads with the broken character replaced, so the file still parses."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
+        if exc.start >= len(data) - 3 and b"\n" not in data[exc.start:] \
+                and data[data.rfind(b"\n", 0, exc.start) + 1:][:1] == b"#":
+            return data.decode("utf-8", "replace")
         line = data.count(b"\n", 0, exc.start) + 1
         col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         raise ScenarioError(f"the file is not UTF-8 (byte 0x{data[exc.start]:02x})",

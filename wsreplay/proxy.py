@@ -10,6 +10,11 @@ goes on, so what was forwarded is in the file even if the process is killed. (Sh
 aiohttp lack what that takeover borrows, :mod:`wsreplay.pumps` forwards message by message
 through aiohttp instead.) Plain HTTP requests are forwarded too, unrecorded.
 
+Before anything goes upstream, a request must name the proxy's own address in ``Host`` (or one
+allowed with ``allow_hosts``: DNS rebinding) and its path must stay inside the target's prefix
+(:mod:`wsreplay.guard`). Clients come in through :class:`wsreplay.door.Door`: a deadline for
+each request head, and a 503 rather than silence when descriptors run out.
+
 Use it in-process::
 
     async with RecordingProxy(ProxyConfig("ws://127.0.0.1:9000"), recorder) as proxy:
@@ -31,7 +36,9 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from .door import Door, listening_sockets, out_of_descriptors
 from .frames import Deflate, agreed_deflate
+from .guard import HostPolicy, OutsidePrefix, shown, upstream_path
 from .model import Side
 from .pumps import PumpLink
 from .recorder import ConnectionRecord, Handshake, Recorder, Summary
@@ -53,6 +60,7 @@ WS_LEG = frozenset({
     "sec-websocket-extensions", "sec-websocket-protocol",
 })
 REFUSAL_BODY_MAX = 1 << 20
+_HOSTS_REPORTED = 64  # refused Host values reported once each (bounded: they are the client's)
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,9 @@ class ProxyConfig:
     free one. ``max_size`` is the largest message accepted on either leg (a larger one gets
     close 1009). TLS to a ``wss`` target is verified unless ``insecure``; ``ca_file`` adds
     trust. Environment proxies are used upstream only with ``trust_env``. A non-empty
-    ``allow_origins`` refuses (403) upgrades whose Origin is not listed."""
+    ``allow_origins`` refuses (403) upgrades whose Origin is not listed. ``allow_hosts``
+    (``HOST`` or ``HOST:PORT``, ``*`` for any) adds to the Host values answered (the listen
+    address's own). A client has ``handshake_timeout`` seconds to send its request head."""
 
     target: str
     host: str = "127.0.0.1"
@@ -71,6 +81,8 @@ class ProxyConfig:
     insecure: bool = False
     trust_env: bool = False
     allow_origins: tuple[str, ...] = ()
+    allow_hosts: tuple[str, ...] = ()
+    handshake_timeout: float = 5.0
     connect_timeout: float = 10.0
     close_timeout: float = 5.0
     fast: bool = True  # forward frame by frame when no extension is negotiated (relay.py)
@@ -166,19 +178,27 @@ class RecordingProxy:
     """The recording reverse proxy. ``await start()`` binds (``port`` and ``url`` are then
     known), ``await stop()`` closes every connection with 1001, finishes the recording and
     returns its :class:`~wsreplay.recorder.Summary`. ``log`` receives one line per connection
-    opened, refused or closed."""
+    opened, refused or closed; ``warn`` (default: ``log``) the errors: an upstream that
+    failed, a refused Host, clients refused for lack of descriptors."""
 
     def __init__(self, config: ProxyConfig, recorder: Recorder,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None,
+                 warn: Callable[[str], None] | None = None):
         self.config, self.recorder = config, recorder
         self.target = parse_target(config.target)
         if log is not None and recorder.redaction.enabled:  # the log names no secret either
             self._log = lambda line: log(scrub(line))
         else:
             self._log = log or (lambda line: None)
+        if warn is not None and recorder.redaction.enabled:
+            self._warn = lambda line: warn(scrub(line))
+        else:
+            self._warn = warn or self._log
         self._links: set[PumpLink | FastLink] = set()
         self._runner: web.ServerRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._door: Door | None = None
+        self.hosts: HostPolicy | None = None  # known once listening (the port is in it)
+        self._hosts_reported: set[str] = set()
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
         self._summary: Summary | None = None
@@ -195,21 +215,28 @@ class RecordingProxy:
         return len(self._links)
 
     async def start(self) -> None:
-        """Listen; raises OSError when the address is taken."""
+        """Listen; raises OSError when the address is taken, ValueError for a malformed
+        ``allow_hosts`` entry."""
+        cfg = self.config
         self._session = self._make_session()
         server = web.Server(self._handle, access_log=None, logger=ServerLog(),
                             max_line_size=1 << 16, max_field_size=1 << 16)
-        self._runner = web.ServerRunner(server, shutdown_timeout=self.config.close_timeout)
+        self._runner = web.ServerRunner(server, shutdown_timeout=cfg.close_timeout)
         await self._runner.setup()
-        site = self._site = web.TCPSite(self._runner, self.config.host, self.config.port,
-                                        backlog=1024)
+        socks: list = []
         try:
-            await site.start()
+            socks = listening_sockets(cfg.host, cfg.port, backlog=1024)
+            self.port = socks[0].getsockname()[1]
+            self.hosts = HostPolicy.build(cfg.host, self.port, cfg.allow_hosts)
         except BaseException:
+            for sock in socks:
+                sock.close()
             await self._runner.cleanup()
             await self._session.close()
             raise
-        self.port = self._runner.addresses[0][1]
+        self._door = Door(server, socks, handshake_timeout=cfg.handshake_timeout,
+                          log=self._log, warn=self._warn)
+        await self._door.start()
 
     def _make_session(self) -> aiohttp.ClientSession:
         cfg = self.config
@@ -234,8 +261,8 @@ class RecordingProxy:
         if self._summary is not None:
             return self._summary
         self._stopping = True
-        if self._site is not None:
-            await self._site.stop()  # no new connections
+        if self._door is not None:
+            self._door.close()  # no new connections
         links = list(self._links)
         await asyncio.gather(*(link.shutdown() for link in links))
         if links:
@@ -257,29 +284,72 @@ class RecordingProxy:
 
     # --- requests ----------------------------------------------------------------------
 
-    def _upstream_url(self, request: web.BaseRequest, websocket: bool) -> URL:
+    def _upstream_url(self, path: str, websocket: bool) -> URL:
+        """The upstream URL for ``path`` (made safe by :func:`~wsreplay.guard.upstream_path`)."""
         scheme = self.target.scheme if websocket else {"ws": "http", "wss": "https"}[self.target.scheme]
         prefix = self.target.raw_path.rstrip("/")
-        return URL(f"{scheme}://{self.target.raw_authority}{prefix}{request.raw_path}", encoded=True)
+        return URL(f"{scheme}://{self.target.raw_authority}{prefix}{path}", encoded=True)
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        self._door.arrived(request.protocol)
+        try:
+            return await self._answer(request)
+        finally:
+            self._door.waiting(request.protocol)  # kept alive: the next request's deadline
+
+    async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
         if self._stopping:
             return web.Response(status=503, text="wsreplay record is stopping\n")
         if not request.raw_path.startswith("/"):
             return web.Response(status=400, text="wsreplay record is a reverse proxy\n")
+        host = request.headers.get("Host")
+        if not self.hosts.allows(host, http10=request.version < (1, 1)):
+            return self._wrong_host(host)
+        try:
+            path = upstream_path(request.raw_path)
+        except OutsidePrefix as exc:
+            self._log(f"refused {request.method} '{shown(request.raw_path)}' (400): {exc}")
+            return web.Response(status=400, text=f"wsreplay record: {exc}\n")
         if request.headers.get("Upgrade", "").lower().strip() == "websocket":
-            return await self._websocket(request)
-        return await self._http(request)
+            return await self._websocket(request, path)
+        return await self._http(request, path)
 
-    async def _http(self, request: web.BaseRequest) -> web.StreamResponse:
+    def _wrong_host(self, host: str | None) -> web.Response:
+        seen = shown(host)
+        if seen not in self._hosts_reported and len(self._hosts_reported) < _HOSTS_REPORTED:
+            self._hosts_reported.add(seen)
+            self._warn(f"refused a request for Host '{seen}' (403): not this proxy's address "
+                       f"({self.hosts.describe()}); --allow-host {self.hosts.hint(host)} "
+                       f"allows it")
+        return web.Response(status=403, text=self.hosts.refusal(host))
+
+    async def _upstream(self, connect):
+        """``await connect()``, once more after :meth:`Door.make_room` when it failed for
+        lack of descriptors; raises what the last attempt raised."""
+        try:
+            return await connect()
+        except (aiohttp.ClientError, OSError) as exc:
+            if not out_of_descriptors(exc) or not await self._door.make_room():
+                raise
+        return await connect()
+
+    def _no_descriptors(self) -> web.Response:
+        self._door.refused.add()
+        return web.Response(status=503, text="wsreplay record: out of file descriptors; "
+                                             "try again later\n")
+
+    async def _http(self, request: web.BaseRequest, path: str) -> web.StreamResponse:
         """Forward a plain HTTP request and stream the answer back (not recorded)."""
         out = web.StreamResponse()
         headers = _forwarded(request.headers, HOP_BY_HOP - {"content-length"})
         body = request.content if request.body_exists else None
+        url = self._upstream_url(path, False)
+
+        async def connect():
+            return await self._session.request(request.method, url, headers=headers, data=body,
+                                               allow_redirects=False)
         try:
-            async with self._session.request(request.method, self._upstream_url(request, False),
-                                             headers=headers, data=body,
-                                             allow_redirects=False) as answer:
+            async with await self._upstream(connect) as answer:
                 out.set_status(answer.status, answer.reason)
                 for key, value in _forwarded(answer.headers, HOP_BY_HOP - {"content-length"}):
                     out.headers.add(key, value)
@@ -291,9 +361,12 @@ class RecordingProxy:
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             if out.prepared:
                 raise
+            if out_of_descriptors(exc):
+                return self._no_descriptors()
+            self._warn(f"{request.method} {shown(path)}: upstream failed: {_describe(exc)}")
             return web.Response(status=502, text=f"wsreplay record: upstream: {_describe(exc)}\n")
 
-    async def _websocket(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def _websocket(self, request: web.BaseRequest, path: str) -> web.StreamResponse:
         cfg = self.config
         offered = _offered_protocols(request.headers)
         problem = upgrade_problem(request, offered)
@@ -301,7 +374,7 @@ class RecordingProxy:
             return web.Response(status=400, text=f"wsreplay record: {problem}\n")
         if cfg.allow_origins and request.headers.get("Origin") not in cfg.allow_origins:
             return web.Response(status=403, text="wsreplay record: Origin not allowed\n")
-        url = self._upstream_url(request, True)
+        url = self._upstream_url(path, True)
         hs = Handshake(url=str(url), headers=tuple(_forwarded(request.headers, HOP_BY_HOP | WS_LEG)),
                        protocols=offered,
                        compress=_offers_deflate(request.headers))
@@ -312,13 +385,16 @@ class RecordingProxy:
         capture = Capture() if self._fast else None
         capture_token = CAPTURE.set(capture)
         offer = _deflate_offer(request.headers) if capture else ""
-        try:
-            upstream = await asyncio.wait_for(self._session.ws_connect(
+
+        def connect():
+            return asyncio.wait_for(self._session.ws_connect(
                 url, protocols=hs.protocols,
                 headers=[*hs.headers, *([("Sec-WebSocket-Extensions", offer)] if offer else [])],
                 compress=15 if hs.compress and not capture else 0, autoping=False,
                 autoclose=False, max_msg_size=cfg.max_size + 1, decode_text=False,
                 timeout=aiohttp.ClientWSTimeout(ws_close=cfg.close_timeout)), cfg.connect_timeout)
+        try:
+            upstream = await self._upstream(connect)
         except _Refused:
             return self._refused(hs, answer)
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
@@ -354,10 +430,12 @@ class RecordingProxy:
         return out
 
     def _unreachable(self, exc: BaseException) -> web.Response:
+        if out_of_descriptors(exc):
+            return self._no_descriptors()
         name = self.recorder.next_name()
         why = _describe(exc)
         self.recorder.note(f"{name}: not opened: upstream failed: {why}")
-        self._log(f"{name} not opened: upstream failed: {why}")
+        self._warn(f"{name} not opened: upstream failed: {why}")
         # 504 when the upstream took the connection but never answered; 502 for the rest
         status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
         return web.Response(status=status, text=f"wsreplay record: upstream failed: {why}\n")

@@ -5,7 +5,12 @@ connection with 1001, completes the scenario file, generalizes it (unless ``--no
 :mod:`wsreplay.infer`) and prints a summary. Exit code 0 after a
 clean stop, 2 on a usage error (bad option, output file exists, address in use) or when the
 recording could not be written completely (disk full, folder unwritable: the error is printed
-when it happens and forwarding goes on regardless).
+when it happens and forwarding goes on regardless). Errors go to stderr, ``-q`` or not; ``-q``
+silences the rest.
+
+At its start it raises its open-file limit as far as the system lets it
+(:mod:`wsreplay.fdlimit`: each connection takes two descriptors) and says so when that leaves
+room for fewer connections than promised.
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ import signal
 import sys
 from pathlib import Path
 
+from .. import fdlimit
 from ..errors import ScenarioError, UsageError
+from ..guard import HostPolicy
 from ..proxy import ProxyConfig, RecordingProxy, parse_target
 from ..recorder import Recorder, Redaction
 from .generalize import generalize_file, summarize
+from .replay import duration_option
 
 EXIT_OK, EXIT_USAGE = 0, 2
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000 ** 2, "mb": 1000 ** 2,
@@ -59,6 +67,17 @@ def add_parser(subparsers) -> None:
                    help="use HTTP(S)_PROXY / NO_PROXY from the environment upstream")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="refuse upgrades from other Origins (repeatable)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="HOST[:PORT]",
+                   help="also answer requests for this Host (any port unless one is given; "
+                        "'*' for any Host); by default only the listen address's own names "
+                        "are answered (127.0.0.1:PORT, localhost:PORT...), others get 403, so "
+                        "that a web page cannot reach the target through its own DNS name "
+                        "(DNS rebinding). Repeatable")
+    p.add_argument("--handshake-timeout", type=duration_option, default=5.0,
+                   metavar="DURATION",
+                   help="close a client that has not sent its whole request head this long "
+                        "after connecting (408), and a kept-alive connection idle this long "
+                        "(default 5s)")
     p.add_argument("--redact-header", action="append", default=[], metavar="NAME",
                    help="also redact this header (Authorization, Cookie, Set-Cookie, X-Api-Key, "
                         "X-Auth-Token... always are: docs/record.md)")
@@ -135,14 +154,27 @@ def _config(args) -> ProxyConfig:
     host, port = _listen(args.listen)
     if args.ca_file and not Path(args.ca_file).is_file():
         raise UsageError(f"--ca-file {args.ca_file}: no such file")
+    try:
+        HostPolicy.build(host, port, tuple(args.allow_host))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.handshake_timeout <= 0:
+        raise UsageError("--handshake-timeout must be more than 0")
     return ProxyConfig(target=args.target, host=host, port=port, max_size=args.max_size,
                        ca_file=args.ca_file, insecure=args.insecure, trust_env=args.trust_env,
-                       allow_origins=tuple(args.allow_origin))
+                       allow_origins=tuple(args.allow_origin),
+                       allow_hosts=tuple(args.allow_host),
+                       handshake_timeout=args.handshake_timeout)
 
 
 def _echo(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def _warn(line: str) -> None:
+    """An error or warning: on stderr, ``-q`` or not."""
+    print(f"wsreplay record: {line}", file=sys.stderr, flush=True)
 
 
 def _recorder(args) -> Recorder:
@@ -236,7 +268,8 @@ def _size(text: str) -> int:
 
 async def _serve(args, config: ProxyConfig, recorder: Recorder) -> int:
     say = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
-    proxy = RecordingProxy(config, recorder, log=say)
+    fdlimit.prepare("wsreplay record", per_connection=2)
+    proxy = RecordingProxy(config, recorder, log=say, warn=_warn)
     try:
         await proxy.start()
     except OSError as exc:
@@ -249,7 +282,8 @@ async def _serve(args, config: ProxyConfig, recorder: Recorder) -> int:
         f"{config.target}, recording to {where}; Ctrl-C stops")
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         say("wsreplay record: warning: listening beyond this machine; anyone who can reach it "
-            "can use the proxy")
+            f"can use the proxy. It answers requests for {proxy.hosts.describe()}; add the "
+            "names clients use with --allow-host")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

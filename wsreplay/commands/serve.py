@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from .. import fdlimit
 from ..errors import ScenarioError, UsageError
 from ..loader import load
 from ..program import Timing
@@ -60,6 +61,7 @@ def run(args) -> int:
     except OSError as exc:
         print_error(UsageError(str(exc)))
         return EXIT_USAGE
+    fdlimit.prepare("wsreplay serve", per_connection=1)  # every client takes a descriptor
     try:
         return asyncio.run(_serve(args, scenarios, variables))
     except ScenarioError as exc:
