@@ -1,0 +1,148 @@
+"""``wsreplay serve`` against clients that would exhaust it: one that stops reading while the
+mock sends 300 MiB (memory stays bounded, the client is closed with 1008 after the stall
+limit and the report says why), slow handshakes (closed after the handshake timeout while a
+normal client is served), and a process out of file descriptors (a fresh client gets 503, the
+log says why, in one line, with no busy loop; serving resumes when descriptors free up).
+
+The mock runs as ``python -m wsreplay serve`` where its memory, descriptors or CPU time are
+measured; figures go to docs/reliability.md through :func:`faultkit.figure`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import socket
+import sys
+import time
+
+import aiohttp
+import pytest
+from wsproto.events import CloseConnection
+
+from wsreplay import model as m
+from wsreplay.engine import Engine
+from wsreplay.messages import Request
+
+from .conftest import T
+from .enginekit import scenario
+from .faultkit import RawClient, figure, message_data, open_fds, rss_kib
+from .hostilekit import UPGRADE, exchange, wait_fds
+from .wskit import load_text, serving, write_scenario
+
+MIB = 1 << 20
+FLOOD = 300  # messages of 1 MiB the mock sends to a client that reads nothing
+STALL = T / 2.5  # --stall-timeout in these tests (2 s at the default scale)
+
+
+def serve_args(python_exe: str, *files, extra=()) -> list:
+    return [python_exe, "-m", "wsreplay", "serve", *files, "--listen", "127.0.0.1:0",
+            "--timing", "fast", *extra]
+
+
+def flood_files(folder, count: int = FLOOD) -> list:
+    (folder / "mib.bin").write_bytes(bytes(range(256)) * 4096)
+    flood = write_scenario(folder, f"""
+        conn c ws://127.0.0.1:1/flood
+        repeat {count}
+        c < file mib.bin
+        end
+        c > close 1000
+        c < close 1000
+        """, "flood.wsr")
+    warm = write_scenario(folder, """
+        conn w ws://127.0.0.1:1/warm
+        w < file mib.bin
+        w > close 1000
+        w < close 1000
+        """, "warm.wsr")
+    return [flood, warm]
+
+
+async def warm_up(port: int) -> None:
+    """One run that sends a MiB and ends: imports and buffers in place before a baseline."""
+    client = await RawClient.connect(port, "/warm", timeout=T)
+    await client.events(T, count=1)
+    client.send(CloseConnection(1000))
+    await client.events(T, until=lambda e: isinstance(e, CloseConnection))
+    await client.aclose()
+
+
+NOFILE = 48  # descriptors the mock may open in the tests that exhaust them
+
+
+def fd_limited(args: list, limit: int) -> list:
+    """``args`` run with RLIMIT_NOFILE = ``limit`` (soft and hard: raising the soft limit to
+    the hard one at start cannot undo it)."""
+    code = ("import os, resource, sys; "
+            f"resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, {limit})); "
+            "os.execv(sys.argv[1], sys.argv[1:])")
+    return [sys.executable, "-c", code, *map(str, args)]
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def peak_rss(pid: int, seconds: float, stop=lambda: False) -> int:
+    peak, deadline = rss_kib(pid), time.monotonic() + seconds
+    while time.monotonic() < deadline and not stop():
+        peak = max(peak, rss_kib(pid))
+        await asyncio.sleep(0.05)
+    return max(peak, rss_kib(pid))
+
+
+# --- the engine builds a bounded amount at a time -------------------------------------------
+
+def test_a_poll_with_a_budget_stops_once_that_many_bytes_are_to_send_and_goes_on_at_once():
+    source = scenario("""
+        conn c ws://x/
+        repeat 10
+        c < b64 {}
+        end
+        c > close 1000
+        """.format("QUFB" * 1000))  # 3,000 bytes each
+    engines = []
+    for _ in range(2):
+        engine = Engine(source, m.Side.SERVER)
+        req = Request("/", (), (), ())
+        index, hit = engine.match_request(req)
+        engine.accept(index, req, hit, 0.0)
+        engines.append(engine)
+    whole, budgeted = engines
+    everything = whole.poll(0.0)
+    parts, wakes = [], []
+    while batch := budgeted.poll(0.0, budget=7000):
+        parts.append(batch)
+        wakes.append(budgeted.wake_at)
+    assert [len(p) for p in parts] == [3, 3, 3, 1]  # 9,000 bytes, 9,000, 9,000, the rest
+    assert wakes == [0.0, 0.0, 0.0, 5.0]  # at once; then the client's close is awaited
+    assert [a.message for p in parts for a in p] == [a.message for a in everything]
+    assert len(everything) == 10 and not budgeted.done
+
+
+async def test_a_client_that_reads_everything_gets_it_all_with_bounded_memory(
+        spawn, python_exe, tmp_path):
+    count = 100
+    serve = spawn(serve_args(python_exe, *flood_files(tmp_path, count), extra=("--once",)))
+    pid = serve.popen.pid
+    await warm_up(serve.port)
+    baseline = rss_kib(pid)
+    got = 0
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"ws://127.0.0.1:{serve.port}/flood",
+                                      max_msg_size=0) as ws:
+            reading = asyncio.ensure_future(peak_rss(pid, 4 * T, lambda: got == count))
+            while got < count:
+                msg = await ws.receive(timeout=T)
+                assert msg.type is aiohttp.WSMsgType.BINARY and len(msg.data) == MIB
+                got += 1
+            await ws.close()
+            peak = await reading
+    assert await serve.await_exit() == 0
+    assert serve.lines[-1] == "served 2 runs, 0 failed"
+    assert peak - baseline < 16 * 1024, (peak - baseline)  # KiB (once: 100 MiB, all built at once)
+    figure("serve: client reads 100 MiB", serve_rss_growth_mib=round((peak - baseline) / 1024, 1))
