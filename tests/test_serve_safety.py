@@ -146,3 +146,61 @@ async def test_a_client_that_reads_everything_gets_it_all_with_bounded_memory(
     assert serve.lines[-1] == "served 2 runs, 0 failed"
     assert peak - baseline < 16 * 1024, (peak - baseline)  # KiB (once: 100 MiB, all built at once)
     figure("serve: client reads 100 MiB", serve_rss_growth_mib=round((peak - baseline) / 1024, 1))
+
+
+# --- a client that stops reading ------------------------------------------------------------
+
+async def test_a_client_that_stops_reading_is_held_back_with_bounded_memory_then_closed_1008(
+        spawn, python_exe, tmp_path):
+    serve = spawn(serve_args(python_exe, *flood_files(tmp_path),
+                             extra=("--stall-timeout", f"{STALL:g}s")))
+    pid = serve.popen.pid
+    await warm_up(serve.port)
+    baseline = rss_kib(pid)
+    client = await RawClient.connect(serve.port, "/flood", timeout=T)  # then reads nothing
+    started = time.monotonic()
+    peak = await peak_rss(pid, STALL + 2 * T, lambda: any(
+        "FAIL" in line for line in serve.lines))
+    report = await serve.await_line(lambda line: "could not send on c" in line, T)
+    closed_after = time.monotonic() - started
+    got = await client.events(T, until=lambda e: isinstance(e, CloseConnection))
+    await client.aclose()
+    assert STALL <= closed_after < STALL + T / 2
+    # the client reading again within the grace period gets what waited, then 1008
+    assert client.closed is not None and client.closed.code == 1008
+    assert client.closed.reason == "wsreplay: client stopped reading"
+    data = message_data(got)
+    assert 0 < len(data) < FLOOD // 4 and all(d == bytes(range(256)) * 4096 for d in data)
+    assert f"the client read nothing for {STALL:g} s while" in report
+    assert "closed with 1008" in report
+    assert "(limit 1.0 MiB)" in report
+    assert peak - baseline < 16 * 1024, (peak - baseline)  # KiB: not the 300 MiB offered
+    assert not [line for line in serve.lines + serve.stderr_lines if "Traceback" in line]
+    figure("serve: client stopped reading", offered_mib=FLOOD,
+           serve_rss_growth_mib=round((peak - baseline) / 1024, 1),
+           serve_rss_baseline_mib=round(baseline / 1024, 1),
+           messages_sent_before_close=len(data), closed_after_s=round(closed_after, 2),
+           stall_timeout_s=STALL)
+
+
+async def test_a_stalled_client_is_closed_even_when_deviating_clients_are_kept_open(tmp_path):
+    scenario = load_text(tmp_path, """
+        conn c ws://127.0.0.1:1/flood
+        repeat 2000
+        c < b64 {}
+        end
+        c > close 1000
+        """.format("QUFB" * 16384))  # 48 KiB each: the send that stalls has more behind it
+    async with serving(scenario, fail_close=None, stall_timeout=T / 10,
+                       send_buffer=256 * 1024) as server:
+        client = await RawClient.connect(server.port, "/flood", timeout=T)
+        for _ in range(int(T * 100)):
+            if server.results:
+                break
+            await asyncio.sleep(0.01)
+        await client.aclose()
+    [result] = server.results
+    [failure] = result.failures
+    assert failure.kind == "send" and failure.conn == "c"
+    assert f"the client read nothing for {T / 10:g} s" in failure.summary
+    assert "(limit 256 KiB): closed with 1008" in failure.summary

@@ -201,8 +201,9 @@ class Driver:
                 raise ConnectionError("the connection is not open")
             await wire.send(action.message)
         except (ConnectionError, RuntimeError, OSError) as exc:
-            self.engine.send_failed(action.conn, str(exc) or type(exc).__name__,
-                                    self._loop.time())
+            if not self.engine.done:  # the rest of a batch after a failed send fails too
+                self.engine.send_failed(action.conn, str(exc) or type(exc).__name__,
+                                        self._loop.time())
 
 
 def _wake(fut: asyncio.Future) -> None:

@@ -32,10 +32,12 @@ from .messages import Request
 from .outcome import Failure, Result
 from .program import FAST, Timing
 from .replay import MAX_MESSAGE
-from .wire import GRACE, ServerLog, ServerWebSocket, Wire, upgrade_problem
+from .wire import GRACE, SendLimits, ServerLog, ServerWebSocket, Wire, upgrade_problem
 
 POLICY_VIOLATION = 1008
 DECIDE_WITHIN = 0.5  # seconds of a client's silence before its connection is decided
+SEND_BUFFER = 1 << 20  # bytes waiting for a client beyond which the mock's sends wait
+STALL_TIMEOUT = 10.0  # seconds a client may read nothing while sends wait, then 1008
 
 
 @dataclass(eq=False)
@@ -112,14 +114,17 @@ def _answerable(request: web.Request, answer: Answer) -> web.Request:
 
 
 def _server_end(request: web.Request):
+    transport = request.transport  # kept: aiohttp forgets it when it closes the connection
+
     def end(abort: bool) -> None:
-        transport = request.transport
         if transport is None:
             return
         if abort:
             transport.abort()
-        else:
-            transport.close()
+            return
+        transport.close()  # what waits to be written still goes, unless the client reads
+        if transport.get_write_buffer_size():  # nothing more: then the connection is reset
+            asyncio.get_running_loop().call_later(GRACE, transport.abort)
 
     return end
 
@@ -133,6 +138,10 @@ class MockServer:
     deviating client (None: leave its connections open until the client closes them).
     ``static`` is a folder whose files answer plain HTTP GETs (``/`` gives ``index.html``;
     nothing outside it is served); without it they get 426.
+
+    Stuck clients are bounded: while more than ``send_buffer`` bytes wait for a
+    client, the mock's sends to it wait; a client that reads nothing for ``stall_timeout``
+    seconds meanwhile is closed with 1008 (its run fails, saying so).
     Raises :class:`~wsreplay.errors.ScenarioError` when a scenario cannot be served.
     """
 
@@ -144,8 +153,10 @@ class MockServer:
                  on_result: Callable[[Result], None] | None = None,
                  static: str | os.PathLike | None = None,
                  log: Callable[[str], None] | None = None,
-                 decide_within: float = DECIDE_WITHIN, max_buffered: int = MAX_MESSAGES):
+                 decide_within: float = DECIDE_WITHIN, max_buffered: int = MAX_MESSAGES,
+                 send_buffer: int = SEND_BUFFER, stall_timeout: float = STALL_TIMEOUT):
         self.host, self._port = host, port
+        self.limits = SendLimits(send_buffer, stall_timeout)
         self.static = Path(static).resolve() if static is not None else None
         self.timing, self.variables, self.timeout = timing, dict(variables or {}), timeout
         self.env = os.environ if env is None else env
@@ -183,6 +194,9 @@ class MockServer:
     @property
     def port(self) -> int:
         return self._port
+
+    def _wire(self, conn: str, ws: ServerWebSocket, request: web.Request) -> Wire:
+        return Wire(conn, ws, _server_end(request), self.limits, request.transport)
 
     @property
     def url(self) -> str:
@@ -299,7 +313,7 @@ class MockServer:
         except (ConnectionError, RuntimeError) as exc:
             run.driver.attach_failed(answer.conn, f"handshake failed: {exc}")
             return web.Response(status=499)  # the client left mid-handshake: reported already
-        run.driver.attach(answer.conn, Wire(answer.conn, ws, _server_end(request)))
+        run.driver.attach(answer.conn, self._wire(answer.conn, ws, request))
         await asyncio.shield(run.task)  # the connection lives as long as its run
         return ws
 
@@ -312,7 +326,7 @@ class MockServer:
             await ws.prepare(_answerable(request, dispatch.answer))
         except (ConnectionError, RuntimeError):
             return web.Response(status=499)  # the client left mid-handshake: no run touched
-        wire = Wire(dispatch.answer.conn, ws, _server_end(request))
+        wire = self._wire(dispatch.answer.conn, ws, request)
         inbox = _Inbox()
         wire.start_reading(inbox.deliver)
         while not dispatch.done:
