@@ -24,6 +24,7 @@ from wsproto.events import CloseConnection
 from wsreplay import model as m
 from wsreplay.engine import Engine
 from wsreplay.messages import Request
+from wsreplay.serve import HANDSHAKE_TIMEOUT, SEND_BUFFER, STALL_TIMEOUT
 
 from .conftest import T
 from .enginekit import scenario
@@ -204,3 +205,108 @@ async def test_a_stalled_client_is_closed_even_when_deviating_clients_are_kept_o
     assert failure.kind == "send" and failure.conn == "c"
     assert f"the client read nothing for {T / 10:g} s" in failure.summary
     assert "(limit 256 KiB): closed with 1008" in failure.summary
+
+
+# --- slow handshakes ------------------------------------------------------------------------
+
+ECHO = """
+    conn c ws://127.0.0.1:1/echo
+    c > text hi
+    c < text hi
+    c > close 1000
+    c < close 1000
+    """
+
+
+async def echo_client(port: int, pause: float = 0.0) -> float:
+    """A normal client (aiohttp): hi, its echo, a closing handshake; the seconds it took."""
+    started = time.monotonic()
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"ws://127.0.0.1:{port}/echo") as ws:
+            await asyncio.sleep(pause)
+            await ws.send_str("hi")
+            assert (await ws.receive(timeout=T)).data == "hi"
+            await ws.close()
+            assert ws.close_code == 1000
+    return time.monotonic() - started
+
+
+async def slowloris(port: int, every: float, until: float) -> tuple[float, str]:
+    """Send the upgrade request a byte every ``every`` seconds; when (seconds after the
+    connection opened) and how the mock ended the connection, bounded by ``until`` seconds."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), T)
+    started = time.monotonic()
+    how = "still open"
+
+    async def drip():
+        for byte in UPGRADE:
+            writer.write(bytes([byte]))
+            await asyncio.sleep(every)
+
+    dripping = asyncio.ensure_future(drip())
+    try:
+        answer = await asyncio.wait_for(reader.read(1 << 16), until)
+        how = "eof" if not answer else f"answer {answer[:12]!r}"
+    except asyncio.TimeoutError:
+        pass
+    except ConnectionResetError:
+        how = "reset"
+    finally:
+        dripping.cancel()
+        writer.close()
+    return time.monotonic() - started, how
+
+
+SLOW = 1000  # slow handshakes at once, under a limit of 1,024 descriptors
+
+
+@pytest.fixture
+def room_for_slow():
+    """This process may open :data:`SLOW` more sockets (its soft limit raised toward the hard
+    one for the test)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = SLOW + 256
+    if hard != resource.RLIM_INFINITY and hard < need:
+        pytest.skip(f"this process may open at most {hard} descriptors")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, need), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_1000_slow_handshakes_under_1024_descriptors_end_on_time_a_client_is_served(
+        spawn, python_exe, tmp_path, room_for_slow):
+    limit = 0.6 * T  # --handshake-timeout (3 s at the default scale)
+    serve = spawn(fd_limited(serve_args(python_exe, write_scenario(tmp_path, ECHO), extra=(
+        "--handshake-timeout", f"{limit:g}s")), 1024))
+    pid, baseline = serve.popen.pid, open_fds(serve.popen.pid)
+    slow = []
+    for _ in range(SLOW // 100):  # a hundred at a time: the listen backlog holds 128
+        batch = [asyncio.ensure_future(slowloris(serve.port, 1.0, limit + T)) for _ in range(100)]
+        slow += batch
+        deadline = time.monotonic() + T
+        while open_fds(pid) < baseline + len(slow) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+    held = open_fds(pid) - baseline
+    served_in = await echo_client(serve.port)  # while they all hold their connections
+    ended = await asyncio.gather(*slow)
+    assert held == SLOW
+    assert served_in < T / 2.5, served_in  # "within 2 s"; in practice milliseconds
+    assert {how for _, how in ended} == {"eof"}, ended
+    after = sorted(t for t, _ in ended)
+    assert limit - 0.1 < after[0] and after[-1] < limit + T / 5, (after[0], after[-1])
+    assert wait_fds(pid, baseline) <= baseline  # every slow connection let go
+    assert not [l for l in serve.lines + serve.stderr_lines if "Traceback" in l]
+    figure("serve: slow handshakes", connections=SLOW, nofile=1024,
+           handshake_timeout_s=limit, closed_after_s=f"{after[0]:.2f}-{after[-1]:.2f}",
+           normal_client_served_s=round(served_in, 3))
+
+
+async def test_an_open_websocket_outlives_the_handshake_timeout(spawn, python_exe, tmp_path):
+    limit = T / 10
+    serve = spawn(serve_args(python_exe, write_scenario(tmp_path, ECHO), extra=(
+        "--handshake-timeout", f"{limit:g}s", "--timeout", f"{T:g}s")))
+    await echo_client(serve.port, pause=3 * limit)  # quiet for 3 handshake timeouts
+
+
+def test_the_defaults_are_documented_ones():
+    assert (SEND_BUFFER, STALL_TIMEOUT, HANDSHAKE_TIMEOUT) == (MIB, 10.0, 10.0)

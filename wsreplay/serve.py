@@ -38,6 +38,7 @@ POLICY_VIOLATION = 1008
 DECIDE_WITHIN = 0.5  # seconds of a client's silence before its connection is decided
 SEND_BUFFER = 1 << 20  # bytes waiting for a client beyond which the mock's sends wait
 STALL_TIMEOUT = 10.0  # seconds a client may read nothing while sends wait, then 1008
+HANDSHAKE_TIMEOUT = 10.0  # seconds from connecting to a complete upgrade request
 
 
 @dataclass(eq=False)
@@ -139,9 +140,11 @@ class MockServer:
     ``static`` is a folder whose files answer plain HTTP GETs (``/`` gives ``index.html``;
     nothing outside it is served); without it they get 426.
 
-    Stuck clients are bounded: while more than ``send_buffer`` bytes wait for a
+    Hostile or stuck clients are bounded: while more than ``send_buffer`` bytes wait for a
     client, the mock's sends to it wait; a client that reads nothing for ``stall_timeout``
-    seconds meanwhile is closed with 1008 (its run fails, saying so).
+    seconds meanwhile is closed with 1008 (its run fails, saying so). A connection whose
+    upgrade request is not complete ``handshake_timeout`` seconds after connecting is closed
+    (an idle HTTP keep-alive connection too).
     Raises :class:`~wsreplay.errors.ScenarioError` when a scenario cannot be served.
     """
 
@@ -154,9 +157,11 @@ class MockServer:
                  static: str | os.PathLike | None = None,
                  log: Callable[[str], None] | None = None,
                  decide_within: float = DECIDE_WITHIN, max_buffered: int = MAX_MESSAGES,
-                 send_buffer: int = SEND_BUFFER, stall_timeout: float = STALL_TIMEOUT):
+                 send_buffer: int = SEND_BUFFER, stall_timeout: float = STALL_TIMEOUT,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT):
         self.host, self._port = host, port
         self.limits = SendLimits(send_buffer, stall_timeout)
+        self.handshake_timeout = handshake_timeout
         self.static = Path(static).resolve() if static is not None else None
         self.timing, self.variables, self.timeout = timing, dict(variables or {}), timeout
         self.env = os.environ if env is None else env
@@ -183,8 +188,11 @@ class MockServer:
         """Listen; :attr:`port` is known when this returns."""
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self._handle)
+        # aiohttp arms its keep-alive timer when a connection opens and closes the
+        # connection if it fires while no request has come whole: a handshake timeout
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                                     logger=ServerLog())
+                                     logger=ServerLog(),
+                                     keepalive_timeout=self.handshake_timeout)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.host, self._port)
         await self._site.start()

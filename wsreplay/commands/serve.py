@@ -14,7 +14,8 @@ from pathlib import Path
 from ..errors import ScenarioError, UsageError
 from ..loader import load
 from ..program import Timing
-from ..serve import POLICY_VIOLATION, SEND_BUFFER, STALL_TIMEOUT, MockServer
+from ..serve import (HANDSHAKE_TIMEOUT, POLICY_VIOLATION, SEND_BUFFER, STALL_TIMEOUT,
+                     MockServer)
 from . import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_var_option, parse_vars, print_error,
                size_option)
 from .demo import parse_listen
@@ -51,6 +52,10 @@ def add_parser(sub) -> None:
                    metavar="DURATION",
                    help="close a client that reads nothing for DURATION while sends to it "
                         f"wait, with 1008 (default {STALL_TIMEOUT:g}s); its run fails saying so")
+    p.add_argument("--handshake-timeout", type=positive_duration, default=HANDSHAKE_TIMEOUT,
+                   metavar="DURATION",
+                   help="close a connection whose upgrade request is not complete DURATION "
+                        f"after it opened (default {HANDSHAKE_TIMEOUT:g}s)")
     p.add_argument("--json", metavar="PATH", help="write a JSON report when done")
     p.add_argument("--junit", metavar="PATH", help="write a JUnit XML report when done")
     p.set_defaults(func=run)
@@ -92,7 +97,8 @@ async def _serve(args, scenarios, variables) -> int:
                         fail_close=None if args.keep_open else POLICY_VIOLATION,
                         on_result=show, static=args.static,
                         log=lambda text: print(text, flush=True),
-                        send_buffer=args.send_buffer, stall_timeout=args.stall_timeout)
+                        send_buffer=args.send_buffer, stall_timeout=args.stall_timeout,
+                        handshake_timeout=args.handshake_timeout)
     try:
         await server.start()
     except OSError as exc:
