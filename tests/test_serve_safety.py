@@ -310,3 +310,76 @@ async def test_an_open_websocket_outlives_the_handshake_timeout(spawn, python_ex
 
 def test_the_defaults_are_documented_ones():
     assert (SEND_BUFFER, STALL_TIMEOUT, HANDSHAKE_TIMEOUT) == (MIB, 10.0, 10.0)
+
+
+# --- no descriptor left ---------------------------------------------------------------------
+
+async def test_out_of_descriptors_a_fresh_client_gets_503_the_log_says_why_then_serving_resumes(
+        spawn, python_exe, tmp_path):
+    serve = spawn(fd_limited(serve_args(python_exe, write_scenario(tmp_path, ECHO), extra=(
+        "--handshake-timeout", f"{10 * T:g}s")), NOFILE))
+    pid = serve.popen.pid
+    assert await echo_client(serve.port) < T
+    idle = []
+    try:
+        for _ in range(NOFILE + 10):  # idle connections: more than the mock has descriptors
+            idle.append(socket.create_connection(("127.0.0.1", serve.port), timeout=T))
+        line = await serve.await_line(lambda l: l.startswith("cannot take new clients"), 2 * T)
+        full = open_fds(pid)
+        fresh = time.monotonic()
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await echo_client(serve.port)
+        refused_in = time.monotonic() - fresh
+        cpu_before = cpu_seconds(pid)
+        await asyncio.sleep(T / 2)  # out of descriptors: what does the mock do meanwhile?
+        cpu_idle = cpu_seconds(pid) - cpu_before
+    finally:
+        for sock in idle:
+            sock.close()
+    assert full == NOFILE and refused.value.status == 503
+    freed = time.monotonic()
+    while open_fds(pid) > NOFILE // 2 and time.monotonic() - freed < T:
+        await asyncio.sleep(0.01)
+    served_in = await echo_client(serve.port)  # accepted again within asyncio's 1 s retry
+    assert line.startswith("cannot take new clients: Too many open files (the process's "
+                           f"limit of {NOFILE} descriptors); refused "), line
+    assert line.endswith(" with 503; served again as descriptors free up"), line
+    logged = serve.lines + serve.stderr_lines
+    assert not [l for l in logged if "Traceback" in l], serve.describe()
+    assert len([l for l in logged if l.startswith("cannot take")]) <= 2  # not one a second
+    assert refused_in < 1.5 and served_in < 1.5 + T / 5
+    assert cpu_idle < 0.1 * T / 2, cpu_idle  # no busy loop: under 10% of one core
+    figure("serve: out of descriptors", nofile=NOFILE, idle_connections=len(idle),
+           fresh_client_refused_s=round(refused_in, 2), cpu_while_full_s=round(cpu_idle, 3),
+           served_again_s=round(served_in, 2))
+
+
+async def test_a_static_file_that_cannot_be_opened_for_lack_of_descriptors_gets_503_not_404(
+        spawn, python_exe, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<p>hello</p>")
+    serve = spawn(fd_limited(serve_args(python_exe, write_scenario(tmp_path, ECHO), extra=(
+        "--static", site, "--handshake-timeout", f"{10 * T:g}s")), NOFILE))
+    pid = serve.popen.pid
+    page = b"GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    assert b"<p>hello</p>" in exchange(serve.port, page)[0]
+    idle, base = [], open_fds(pid)
+    try:
+        while open_fds(pid) < NOFILE - 1:  # the page's connection takes the last descriptor
+            idle.append(socket.create_connection(("127.0.0.1", serve.port), timeout=T))
+            deadline = time.monotonic() + T
+            while open_fds(pid) < base + len(idle) and time.monotonic() < deadline:
+                await asyncio.sleep(0.002)
+        answer, _ = exchange(serve.port, page)
+    finally:
+        for sock in idle:
+            sock.close()
+    assert answer.startswith(b"HTTP/1.1 503 "), answer[:200]
+    assert answer.endswith(b"wsreplay: out of file descriptors, try again later\n")
+    line = await serve.await_line(lambda l: l.startswith("cannot take new clients"), T)
+    assert "refused 1 client with 503" in line, line
+    wait_fds(pid, NOFILE // 2)
+    async with aiohttp.ClientSession() as session:  # accepted again within asyncio's 1 s retry
+        async with session.get(f"http://127.0.0.1:{serve.port}/index.html") as response:
+            assert (response.status, await response.text()) == (200, "<p>hello</p>")

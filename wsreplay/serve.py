@@ -15,6 +15,7 @@ page and WebSocket come from one origin can be opened against the mock.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from .messages import Request
 from .outcome import Failure, Result
 from .program import FAST, Timing
 from .replay import MAX_MESSAGE
+from .refusal import Refusal, out_of_descriptors
 from .wire import GRACE, SendLimits, ServerLog, ServerWebSocket, Wire, upgrade_problem
 
 POLICY_VIOLATION = 1008
@@ -144,7 +146,8 @@ class MockServer:
     client, the mock's sends to it wait; a client that reads nothing for ``stall_timeout``
     seconds meanwhile is closed with 1008 (its run fails, saying so). A connection whose
     upgrade request is not complete ``handshake_timeout`` seconds after connecting is closed
-    (an idle HTTP keep-alive connection too).
+    (an idle HTTP keep-alive connection too). When no descriptor is left to accept a client,
+    waiting clients get 503 and ``log`` says why.
     Raises :class:`~wsreplay.errors.ScenarioError` when a scenario cannot be served.
     """
 
@@ -175,6 +178,7 @@ class MockServer:
         self.runs: list[_Run] = []
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
+        self._refusal: Refusal | None = None
         self._all_ran = asyncio.Event()
 
     def _engine(self, slot: _Slot) -> Engine:
@@ -198,10 +202,18 @@ class MockServer:
         await self._site.start()
         server = self._site._server  # aiohttp exposes no public way to ask a site its port
         self._port = server.sockets[0].getsockname()[1]
+        self._refusal = Refusal(server.sockets, self._say)
+        self._refusal.install(asyncio.get_running_loop())
 
     @property
     def port(self) -> int:
         return self._port
+
+    def _say(self, line: str) -> None:
+        if self.log is not None:
+            self.log(line)
+        else:
+            logging.getLogger("wsreplay.serve").warning("%s", line)
 
     def _wire(self, conn: str, ws: ServerWebSocket, request: web.Request) -> Wire:
         return Wire(conn, ws, _server_end(request), self.limits, request.transport)
@@ -216,6 +228,9 @@ class MockServer:
             if run.task is not None:
                 run.task.cancel()
         await asyncio.gather(*(r.task for r in self.runs if r.task), return_exceptions=True)
+        if self._refusal is not None:
+            self._refusal.uninstall()
+            self._refusal = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -395,6 +410,13 @@ class MockServer:
             found = False
         if not found:
             return web.Response(status=404, text="wsreplay mock server: no such file\n")
+        try:  # aiohttp answers 404 when it cannot open the file, whatever the reason
+            os.close(os.open(target, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)))
+        except OSError as exc:
+            if out_of_descriptors(exc) and self._refusal is not None:
+                self._refusal.refused_some(1, exc)
+                return web.Response(status=503, headers={"Retry-After": "1"},
+                                    text="wsreplay: out of file descriptors, try again later\n")
         return web.FileResponse(target)
 
     def _reject(self, request: web.Request, misses: list[tuple]) -> web.Response:
