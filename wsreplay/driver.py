@@ -9,6 +9,10 @@ For speed, a message is processed in the task that read it when the engine is id
 poll, send the answers): no hand-off to the run's task, so an answer goes out in the same
 turn of the event loop. Only ending connections is left to the run's task, which a reader
 must not do to itself.
+
+The engine is polled with a :data:`BUDGET`: it builds about that many bytes of messages at a
+time, and the driver sends them (each send waiting for room on its wire) before asking for
+more, so a run that sends 300 MiB in a row never holds more than a few of them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from .wire import Wire
 
 Opener = Callable[[Open], None]
 SPIN = 0.0015  # wake this early, then spin: selectors round waits up to whole milliseconds
+BUDGET = 1 << 20  # bytes of messages built per poll: sent (each waiting for room) before more
 
 
 class Driver:
@@ -118,7 +123,7 @@ class Driver:
         self._busy = True
         try:
             self._feed()
-            actions = self.engine.poll(self._loop.time())
+            actions = self.engine.poll(self._loop.time(), BUDGET)
             if self._held and not self._awaited:
                 actions, self._held = self._held + actions, []
             await self._perform(actions, inline=inline)
@@ -196,8 +201,9 @@ class Driver:
                 raise ConnectionError("the connection is not open")
             await wire.send(action.message)
         except (ConnectionError, RuntimeError, OSError) as exc:
-            self.engine.send_failed(action.conn, str(exc) or type(exc).__name__,
-                                    self._loop.time())
+            if not self.engine.done:  # the rest of a batch after a failed send fails too
+                self.engine.send_failed(action.conn, str(exc) or type(exc).__name__,
+                                        self._loop.time())
 
 
 def _wake(fut: asyncio.Future) -> None:

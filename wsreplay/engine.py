@@ -294,12 +294,18 @@ class Engine:
 
     # -- running -------------------------------------------------------------------------
 
-    def poll(self, now: float) -> list[Action]:
-        """Advance as far as ``now`` allows; return the actions to perform, in order."""
+    def poll(self, now: float, budget: int | None = None) -> list[Action]:
+        """Advance as far as ``now`` allows; return the actions to perform, in order.
+
+        With ``budget``, stop once the messages to send hold that many bytes, with
+        :attr:`wake_at` ``now``: perform these, then poll again. A shell that waits for each
+        send to leave so holds at most about ``budget`` bytes of a run's messages, however
+        many lines in a row send."""
         if self.side is m.Side.CLIENT:
             self.start(now)  # the mock server's clock starts with its first client
         if not self.done:
             self._beat(now)
+        held = counted = 0
         while not self.done and self.pc < len(self.program):
             if self._entered is None:
                 self._entered = now
@@ -317,6 +323,13 @@ class Engine:
                 break
             self.pc += 1
             self._entered, self._cur = None, {}
+            if budget is not None:
+                held += sum(len(a.message.data) for a in self._out[counted:]
+                            if isinstance(a, Send))
+                counted = len(self._out)
+                if held >= budget and self.pc < len(self.program):
+                    self.wake_at = now  # more to send at once, after these
+                    break
         if not self.done and self.pc >= len(self.program):
             self._finish(now)
         if not self.done:

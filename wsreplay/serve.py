@@ -15,6 +15,7 @@ page and WebSocket come from one origin can be opened against the mock.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +33,14 @@ from .messages import Request
 from .outcome import Failure, Result
 from .program import FAST, Timing
 from .replay import MAX_MESSAGE
-from .wire import GRACE, ServerLog, ServerWebSocket, Wire, upgrade_problem
+from .refusal import Refusal, out_of_descriptors
+from .wire import GRACE, SendLimits, ServerLog, ServerWebSocket, Wire, upgrade_problem
 
 POLICY_VIOLATION = 1008
 DECIDE_WITHIN = 0.5  # seconds of a client's silence before its connection is decided
+SEND_BUFFER = 1 << 20  # bytes waiting for a client beyond which the mock's sends wait
+STALL_TIMEOUT = 10.0  # seconds a client may read nothing while sends wait, then 1008
+HANDSHAKE_TIMEOUT = 10.0  # seconds from connecting to a complete upgrade request
 
 
 @dataclass(eq=False)
@@ -112,14 +117,17 @@ def _answerable(request: web.Request, answer: Answer) -> web.Request:
 
 
 def _server_end(request: web.Request):
+    transport = request.transport  # kept: aiohttp forgets it when it closes the connection
+
     def end(abort: bool) -> None:
-        transport = request.transport
         if transport is None:
             return
         if abort:
             transport.abort()
-        else:
-            transport.close()
+            return
+        transport.close()  # what waits to be written still goes, unless the client reads
+        if transport.get_write_buffer_size():  # nothing more: then the connection is reset
+            asyncio.get_running_loop().call_later(GRACE, transport.abort)
 
     return end
 
@@ -133,6 +141,13 @@ class MockServer:
     deviating client (None: leave its connections open until the client closes them).
     ``static`` is a folder whose files answer plain HTTP GETs (``/`` gives ``index.html``;
     nothing outside it is served); without it they get 426.
+
+    Hostile or stuck clients are bounded: while more than ``send_buffer`` bytes wait for a
+    client, the mock's sends to it wait; a client that reads nothing for ``stall_timeout``
+    seconds meanwhile is closed with 1008 (its run fails, saying so). A connection whose
+    upgrade request is not complete ``handshake_timeout`` seconds after connecting is closed
+    (an idle HTTP keep-alive connection too). When no descriptor is left to accept a client,
+    waiting clients get 503 and ``log`` says why.
     Raises :class:`~wsreplay.errors.ScenarioError` when a scenario cannot be served.
     """
 
@@ -144,8 +159,12 @@ class MockServer:
                  on_result: Callable[[Result], None] | None = None,
                  static: str | os.PathLike | None = None,
                  log: Callable[[str], None] | None = None,
-                 decide_within: float = DECIDE_WITHIN, max_buffered: int = MAX_MESSAGES):
+                 decide_within: float = DECIDE_WITHIN, max_buffered: int = MAX_MESSAGES,
+                 send_buffer: int = SEND_BUFFER, stall_timeout: float = STALL_TIMEOUT,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT):
         self.host, self._port = host, port
+        self.limits = SendLimits(send_buffer, stall_timeout)
+        self.handshake_timeout = handshake_timeout
         self.static = Path(static).resolve() if static is not None else None
         self.timing, self.variables, self.timeout = timing, dict(variables or {}), timeout
         self.env = os.environ if env is None else env
@@ -159,6 +178,7 @@ class MockServer:
         self.runs: list[_Run] = []
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
+        self._refusal: Refusal | None = None
         self._all_ran = asyncio.Event()
 
     def _engine(self, slot: _Slot) -> Engine:
@@ -172,17 +192,31 @@ class MockServer:
         """Listen; :attr:`port` is known when this returns."""
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self._handle)
+        # aiohttp arms its keep-alive timer when a connection opens and closes the
+        # connection if it fires while no request has come whole: a handshake timeout
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                                     logger=ServerLog())
+                                     logger=ServerLog(),
+                                     keepalive_timeout=self.handshake_timeout)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.host, self._port)
         await self._site.start()
         server = self._site._server  # aiohttp exposes no public way to ask a site its port
         self._port = server.sockets[0].getsockname()[1]
+        self._refusal = Refusal(server.sockets, self._say)
+        self._refusal.install(asyncio.get_running_loop())
 
     @property
     def port(self) -> int:
         return self._port
+
+    def _say(self, line: str) -> None:
+        if self.log is not None:
+            self.log(line)
+        else:
+            logging.getLogger("wsreplay.serve").warning("%s", line)
+
+    def _wire(self, conn: str, ws: ServerWebSocket, request: web.Request) -> Wire:
+        return Wire(conn, ws, _server_end(request), self.limits, request.transport)
 
     @property
     def url(self) -> str:
@@ -194,6 +228,9 @@ class MockServer:
             if run.task is not None:
                 run.task.cancel()
         await asyncio.gather(*(r.task for r in self.runs if r.task), return_exceptions=True)
+        if self._refusal is not None:
+            self._refusal.uninstall()
+            self._refusal = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -299,7 +336,7 @@ class MockServer:
         except (ConnectionError, RuntimeError) as exc:
             run.driver.attach_failed(answer.conn, f"handshake failed: {exc}")
             return web.Response(status=499)  # the client left mid-handshake: reported already
-        run.driver.attach(answer.conn, Wire(answer.conn, ws, _server_end(request)))
+        run.driver.attach(answer.conn, self._wire(answer.conn, ws, request))
         await asyncio.shield(run.task)  # the connection lives as long as its run
         return ws
 
@@ -312,7 +349,7 @@ class MockServer:
             await ws.prepare(_answerable(request, dispatch.answer))
         except (ConnectionError, RuntimeError):
             return web.Response(status=499)  # the client left mid-handshake: no run touched
-        wire = Wire(dispatch.answer.conn, ws, _server_end(request))
+        wire = self._wire(dispatch.answer.conn, ws, request)
         inbox = _Inbox()
         wire.start_reading(inbox.deliver)
         while not dispatch.done:
@@ -373,6 +410,13 @@ class MockServer:
             found = False
         if not found:
             return web.Response(status=404, text="wsreplay mock server: no such file\n")
+        try:  # aiohttp answers 404 when it cannot open the file, whatever the reason
+            os.close(os.open(target, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)))
+        except OSError as exc:
+            if out_of_descriptors(exc) and self._refusal is not None:
+                self._refusal.refused_some(1, exc)
+                return web.Response(status=503, headers={"Retry-After": "1"},
+                                    text="wsreplay: out of file descriptors, try again later\n")
         return web.FileResponse(target)
 
     def _reject(self, request: web.Request, misses: list[tuple]) -> web.Response:

@@ -6,6 +6,11 @@ library, decides every pong and close frame; text arrives undecoded (``decode_te
 so the engine sees the exact bytes. A close frame we send first goes out with
 ``send_frame``: the reader keeps reading until the peer's close frame arrives, so its code
 *and* reason reach the engine (aiohttp's ``close()`` would swallow them).
+
+A server's wires are bounded (:class:`SendLimits`): a send waits while the peer has more than
+so many bytes waiting for it, and a peer that reads nothing for the stall limit meanwhile is
+closed (1008) and the send raises :class:`Stalled`, so a client that stops reading costs the
+mock a bounded amount of memory, for a bounded time.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from aiohttp import ClientWebSocketResponse, WSMsgType, hdrs, web
@@ -24,6 +30,29 @@ from .messages import Kind, Message
 
 Deliver = Callable[[str, Message], Awaitable[None]]
 GRACE = 2.0  # seconds to wait for the peer's close frame once ours is out
+STALLED = 1008  # the close code for a peer that reads nothing while sends wait for it
+_TICK = 0.5  # seconds between looks at a send waiting for room (the stall clock's precision)
+
+
+class Stalled(ConnectionError):
+    """A send waited for room while the peer read nothing for the stall limit: the
+    connection has been closed (see :class:`SendLimits`)."""
+
+
+@dataclass(frozen=True)
+class SendLimits:
+    """Backpressure on one connection: a send waits while more than ``buffer`` bytes wait
+    to be written to the peer (the transport's high-water mark); when the peer reads nothing
+    for ``stall`` seconds while a send waits, the connection is closed with 1008 and the
+    send raises :class:`Stalled`. Memory per connection stays about ``buffer`` plus the
+    message being sent."""
+
+    buffer: int
+    stall: float
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2 ** 20:.1f} MiB" if size >= 2 ** 20 else f"{size / 1024:.0f} KiB"
 
 
 def failure_close(error: BaseException | None) -> tuple[int, bytes] | None:
@@ -128,15 +157,23 @@ def _is_utf8(data: bytes) -> bool:
 
 class Wire:
     """Connection ``conn`` over aiohttp's ``ws``. ``end(abort)`` ends the TCP connection
-    with no (further) close frame: gracefully, or by a reset when ``abort``."""
+    with no (further) close frame: gracefully, or by a reset when ``abort``. With
+    ``limits`` and the connection's ``transport``, sends are bounded (:class:`SendLimits`)."""
 
-    def __init__(self, conn: str, ws: Any, end: Callable[[bool], None]):
+    def __init__(self, conn: str, ws: Any, end: Callable[[bool], None],
+                 limits: SendLimits | None = None,
+                 transport: asyncio.WriteTransport | None = None):
         self.conn, self.ws = conn, ws
         self._end = end
         self.close_sent = False
         self.close_received = False
+        self.stalled: str | None = None  # why the peer was closed for reading nothing
         self.ended = asyncio.Event()  # set when nothing more will be read
         self._reader: asyncio.Task | None = None
+        self._limits, self._transport = limits, transport
+        if limits is not None and transport is not None:
+            transport.set_write_buffer_limits(high=limits.buffer)
+            self._low = transport.get_write_buffer_limits()[0]
 
     def start_reading(self, deliver: Deliver) -> None:
         """Read until the connection ends, awaiting ``deliver(conn, message)`` for each."""
@@ -198,7 +235,55 @@ class Wire:
         self._end_transport()
 
     async def send(self, msg: Message) -> None:
-        """Put ``msg`` on the wire (a close frame, or a drop: the TCP connection ends)."""
+        """Put ``msg`` on the wire (a close frame, or a drop: the TCP connection ends).
+        Raises :class:`Stalled` when the peer stopped reading (see :class:`SendLimits`)."""
+        if self.stalled:
+            raise Stalled(self.stalled)
+        transport = self._transport
+        if self._limits is None or transport is None or transport.is_closing() or \
+                transport.get_write_buffer_size() + len(msg.data) <= self._low:
+            await self._put(msg)  # cannot wait for room: no stall watch (the common case)
+        else:
+            await self._put_watched(msg)
+
+    async def _put_watched(self, msg: Message) -> None:
+        """Send ``msg``, which may wait for room; a peer that reads nothing (the bytes waiting
+        for it never go down) for the stall limit meanwhile gets the connection closed."""
+        limits, transport = self._limits, self._transport
+        loop = asyncio.get_running_loop()
+        put = asyncio.ensure_future(self._put(msg))
+        waiting = transport.get_write_buffer_size()
+        since = loop.time()
+        while True:
+            done, _ = await asyncio.wait([put], timeout=min(_TICK, limits.stall))
+            if done:
+                return put.result()
+            now, size = loop.time(), transport.get_write_buffer_size()
+            if size < waiting:
+                since = now  # the peer read something
+            waiting = size
+            if now - since >= limits.stall:
+                break
+        put.cancel()
+        self._stall(f"the client read nothing for {limits.stall:g} s while {_mib(waiting)} "
+                    f"waited to be sent to it (limit {_mib(limits.buffer)}): closed with "
+                    f"{STALLED}")
+        raise Stalled(self.stalled)
+
+    def _stall(self, why: str) -> None:
+        """Close a peer that stopped reading: our close frame goes behind what waits for it
+        (it gets both if it reads again within the grace period ``end`` allows), no more."""
+        self.stalled = why
+        if not self.close_sent:
+            self.close_sent = self.ws.close_frame_sent = True
+            payload = Message.close(STALLED, "wsreplay: client stopped reading").close_payload()
+            try:  # written as is: a send would wait for room, and no more room comes
+                self._transport.write(bytes((0x88, len(payload))) + payload)
+            except (OSError, RuntimeError):
+                pass
+        self._end_transport()
+
+    async def _put(self, msg: Message) -> None:
         kind = msg.kind.value
         if kind == "text":
             await self.ws.send_frame(msg.data, WSMsgType.TEXT)
@@ -234,7 +319,9 @@ class Wire:
         """End the connection when the run is over: ``code`` None waits (up to ``grace``)
         for the peer's answer to our close frame; otherwise close with ``code``."""
         try:
-            if code is None or self.close_sent:
+            if self.stalled:
+                pass  # our close frame waits behind data the peer does not read: no answer
+            elif code is None or self.close_sent:
                 await asyncio.wait_for(self.ended.wait(), grace)
             elif not self.ws.closed:
                 reason_bytes = reason.encode("utf-8")[:123]

@@ -1,12 +1,13 @@
 """One module per ``wsreplay`` subcommand; see :mod:`wsreplay.cli`.
 
-Helpers shared by the subcommands live here: ``--var`` parsing and printing scenario
-errors the same way everywhere.
+Helpers shared by the subcommands live here: ``--var`` and size parsing, and printing
+scenario errors the same way everywhere.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,21 @@ def print_error(exc: Exception) -> None:
         print(exc.render(), file=sys.stderr)
     else:
         print(f"wsreplay: {exc}", file=sys.stderr)
+
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000 ** 2, "mb": 1000 ** 2,
+          "mib": 1024 ** 2, "g": 1000 ** 3, "gb": 1000 ** 3, "gib": 1024 ** 3}
+
+
+def size_option(text: str) -> int:
+    """An argparse type: ``4MiB``, ``512KiB``, ``1000000`` → bytes (at least 1)."""
+    import argparse
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match and match[2].lower()
+    if not match or unit not in _UNITS or int(float(match[1]) * _UNITS[unit]) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (like 4MiB, 512KiB, 1000000)")
+    return int(float(match[1]) * _UNITS[unit])
 
 
 def add_var_option(parser) -> None:

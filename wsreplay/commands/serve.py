@@ -15,8 +15,10 @@ from .. import fdlimit
 from ..errors import ScenarioError, UsageError
 from ..loader import load
 from ..program import Timing
-from ..serve import POLICY_VIOLATION, MockServer
-from . import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_var_option, parse_vars, print_error
+from ..serve import (HANDSHAKE_TIMEOUT, POLICY_VIOLATION, SEND_BUFFER, STALL_TIMEOUT,
+                     MockServer)
+from . import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_var_option, parse_vars, print_error,
+               size_option)
 from .demo import parse_listen
 from .replay import duration_option, printer, timing_option, write_reports
 
@@ -44,9 +46,29 @@ def add_parser(sub) -> None:
     p.add_argument("--static", metavar="DIR",
                    help="answer plain HTTP GETs with this folder's files (a web app's page, "
                         "from the same origin as the mock)")
+    p.add_argument("--send-buffer", type=size_option, default=SEND_BUFFER, metavar="SIZE",
+                   help="bytes that may wait for one client before the mock's sends to it "
+                        f"wait (default {SEND_BUFFER >> 20}MiB): memory stays bounded per client")
+    p.add_argument("--stall-timeout", type=positive_duration, default=STALL_TIMEOUT,
+                   metavar="DURATION",
+                   help="close a client that reads nothing for DURATION while sends to it "
+                        f"wait, with 1008 (default {STALL_TIMEOUT:g}s); its run fails saying so")
+    p.add_argument("--handshake-timeout", type=positive_duration, default=HANDSHAKE_TIMEOUT,
+                   metavar="DURATION",
+                   help="close a connection whose upgrade request is not complete DURATION "
+                        f"after it opened (default {HANDSHAKE_TIMEOUT:g}s)")
     p.add_argument("--json", metavar="PATH", help="write a JSON report when done")
     p.add_argument("--junit", metavar="PATH", help="write a JUnit XML report when done")
     p.set_defaults(func=run)
+
+
+def positive_duration(text: str) -> float:
+    value = duration_option(text)
+    if value <= 0:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
+    return value
 
 
 def run(args) -> int:
@@ -76,7 +98,9 @@ async def _serve(args, scenarios, variables) -> int:
                         variables=variables, timeout=args.timeout, once=args.once,
                         fail_close=None if args.keep_open else POLICY_VIOLATION,
                         on_result=show, static=args.static,
-                        log=lambda text: print(text, flush=True))
+                        log=lambda text: print(text, flush=True),
+                        send_buffer=args.send_buffer, stall_timeout=args.stall_timeout,
+                        handshake_timeout=args.handshake_timeout)
     try:
         await server.start()
     except OSError as exc:
