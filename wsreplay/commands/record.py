@@ -31,12 +31,11 @@ from ..errors import ScenarioError, UsageError
 from ..guard import HostPolicy
 from ..proxy import ProxyConfig, RecordingProxy, parse_target
 from ..recorder import Recorder, Redaction
+from . import size_option
 from .generalize import generalize_file, summarize
 from .replay import duration_option
 
 EXIT_OK, EXIT_USAGE = 0, 2
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000 ** 2, "mb": 1000 ** 2,
-          "mib": 1024 ** 2, "g": 1000 ** 3, "gb": 1000 ** 3, "gib": 1024 ** 3}
 
 
 def add_parser(subparsers) -> None:
@@ -57,7 +56,7 @@ def add_parser(subparsers) -> None:
     noise.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     noise.add_argument("-v", "--verbose", action="store_true",
                        help="print every recorded line as it is written")
-    p.add_argument("--max-size", type=_size, default=4 * 1024 ** 2, metavar="SIZE",
+    p.add_argument("--max-size", type=size_option, default=4 * 1024 ** 2, metavar="SIZE",
                    help="largest message accepted on either leg (default 4MiB; a larger one "
                         "gets close 1009)")
     p.add_argument("--ca-file", metavar="PEM", help="also trust these CA certificates (wss)")
@@ -256,14 +255,6 @@ def _listen(text: str) -> tuple[str, int]:
     if port > 65535:
         raise UsageError(f"--listen {text}: no such port")
     return host, port
-
-
-def _size(text: str) -> int:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
-    unit = match and match[2].lower()
-    if not match or unit not in _UNITS:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size (like 4MiB, 512KiB, 1000000)")
-    return int(float(match[1]) * _UNITS[unit])
 
 
 async def _serve(args, config: ProxyConfig, recorder: Recorder) -> int:
