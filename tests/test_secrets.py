@@ -256,3 +256,17 @@ async def test_a_failed_set_cookie_comparison_does_not_print_the_live_cookie(
     shown = "\n".join(replay.lines + replay.stderr_lines) + report.read_text()
     assert "response header Set-Cookie: expected 'sid=recorded', got a value not shown" in shown
     assert "LIVE-c00kie" not in shown
+
+
+def test_a_codec_frame_with_a_secret_is_written_redacted_even_when_not_byte_exact():
+    """A MessagePack frame that would not encode back to the same bytes (an int spelled in
+    more bytes than needed) is written as bytes -- unless it holds a secret: as hex the
+    password would stand in the file, readable; it is written in its codec, redacted."""
+    from wsreplay.payloads import codec_payload
+    from wsreplay.redact import Redaction
+    data = b"\x82\xa2op\xcd\x00\x05\xa8password\xa6hunter"  # {"op": 5 as uint16, ...}
+    assert codec_payload(data) is None
+    payload = codec_payload(data, name_for=lambda k, v: "C1_PASSWORD", redaction=Redaction())
+    assert (payload.codec, payload.source) == ("msgpack", '{"op":5,"password":"{{C1_PASSWORD}}"}')
+    plain = b"\x81\xa2op\xcd\x00\x05"  # nothing secret: stays bytes, exactly as sent
+    assert codec_payload(plain, name_for=lambda k, v: "X", redaction=Redaction()) is None

@@ -189,15 +189,22 @@ def codec_payload(data: bytes, codecs: tuple[str, ...] = CODECS,
                   redaction: Redaction | None = None) -> m.Json | None:
     """A ``msgpack`` or ``cbor`` payload standing for exactly the binary frame ``data`` (see
     :func:`~wsreplay.codecs.recordable`), secrets redacted as in :func:`json_template`; None
-    otherwise."""
-    for codec in codecs:
-        value = recordable(codec, data)
-        if value is None or (not value and len(data) < 2):
-            continue  # a lone 0x90 or 0x80 (an empty container) is more often not the codec
-        text = orjson.dumps(value).decode("utf-8")
-        if _NOT_JSON_LINE.search(text):  # a line separator orjson leaves raw: not on a
-            continue  # scenario line; the frame is written as bytes
-        return m.Json(json_template(text, name_for, redaction), codec=codec)
+    otherwise. A frame that decodes but would not encode back to the very same bytes is
+    still written in its codec when it holds a secret: the same value, the secret a variable
+    -- as hex the secret would stand in the file, readable."""
+    for exact in (True, False):
+        for codec in codecs:
+            value = recordable(codec, data, exact)
+            if value is None or (not value and len(data) < 2):
+                continue  # a lone 0x90 or 0x80 (an empty container) is more often not the codec
+            text = orjson.dumps(value).decode("utf-8")
+            if _NOT_JSON_LINE.search(text):  # a line separator orjson leaves raw: not on a
+                continue  # scenario line; the frame is written as bytes
+            source = json_template(text, name_for, redaction)
+            if exact or "{{" in source:
+                return m.Json(source, codec=codec)
+        if redaction is None or not redaction.enabled:
+            return None
     return None
 
 
