@@ -22,6 +22,8 @@ import socket
 import time
 from typing import Any, Callable, Iterable
 
+from .door import out_of_descriptors  # the one test of "no descriptor left" (record's too)
+
 try:
     import resource
 except ImportError:  # pragma: no cover - Windows
@@ -35,11 +37,6 @@ BODY = b"wsreplay: out of file descriptors, try again later\n"
 BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
         b"Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s"
         % (len(BODY), BODY))
-
-
-def out_of_descriptors(exc: BaseException | None) -> bool:
-    """Whether ``exc`` says the process (or the system) has no descriptor or buffer to give."""
-    return isinstance(exc, OSError) and exc.errno in OUT_OF
 
 
 def _why(exc: OSError) -> str:
