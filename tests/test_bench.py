@@ -41,3 +41,10 @@ def test_generalize_bench_runs_small():
                            "2000", "--runs", "1"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "values generalized" in done.stdout and "generalize" in done.stdout.splitlines()[-1]
+
+
+def test_startup_bench_runs_small():
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "startup.py"), "--runs", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "wsreplay check FILE" in done.stdout and "python -c pass" in done.stdout

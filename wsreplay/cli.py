@@ -36,23 +36,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands a module adds besides the one it is named after.
+_ALSO = {"demo-server": "wsreplay.commands.demo"}
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv`` naming a command, only that command's module is loaded (so
+    ``wsreplay check`` never imports the proxy), else every one (``--help`` lists them)."""
     parser = _Parser(prog="wsreplay", description="Record, replay and mock WebSocket traffic.")
     parser.add_argument("--version", action="version", version=f"wsreplay {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # a command not written yet
-                continue
-            raise
-        module.add_parser(sub)
+    first = argv[0] if argv else None
+    wanted = _ALSO.get(first) or f"wsreplay.commands.{first}"
+    if first == "--version":
+        return parser  # answered before any command is looked at
+    for name in [wanted] if wanted in COMMANDS else COMMANDS:
+        importlib.import_module(name).add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
