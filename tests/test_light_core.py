@@ -56,5 +56,6 @@ def test_check_loads_only_its_own_command(tmp_path):
 
 
 def test_lint_is_the_function_whoever_imports_its_module_first():
-    loaded_after("import wsreplay.lint as module\nimport wsreplay\n"
+    loaded_after("import importlib, sys\nimportlib.import_module('wsreplay.lint')\n"
+                 "import wsreplay\nmodule = sys.modules['wsreplay.lint']\n"
                  "assert wsreplay.lint is module.lint and callable(wsreplay.lint)")
