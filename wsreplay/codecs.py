@@ -105,18 +105,27 @@ def encode(codec: str, value: Any) -> bytes:
     raise CodecError(f"unknown codec {codec!r}")
 
 
-def recordable(codec: str, data: bytes, exact: bool = True) -> Any | None:
+def recordable(codec: str, data: bytes) -> Any | None:
     """The value to record ``data`` as, in ``codec``: when it decodes to a map or an array
     JSON can hold and that value, as a scenario file gives it back (through JSON text),
-    encodes to the same bytes (with ``exact`` False: whatever bytes); else None."""
+    encodes to the same bytes; else None."""
+    value, exact = decoded(codec, data)
+    return value if exact else None
+
+
+def decoded(codec: str, data: bytes) -> tuple[Any | None, bool]:
+    """``(value, exact)``: the map or array JSON can hold that ``data`` decodes to in
+    ``codec`` (as a scenario file gives it back, through JSON text), and whether that value
+    encodes to the very same bytes; ``(None, False)`` when it is no such thing."""
     if not data or not _container_head(codec, data[0]):
-        return None
+        return None, False
     try:
         value = orjson.loads(orjson.dumps(decode(codec, data)))
-        same = not exact or encode(codec, value) == data
+        if not isinstance(value, (dict, list)):
+            return None, False
+        return value, encode(codec, value) == data
     except (CodecError, ValueError, TypeError, OverflowError, orjson.JSONEncodeError):
-        return None
-    return value if same and isinstance(value, (dict, list)) else None
+        return None, False
 
 
 _NAME = {"msgpack": "MessagePack", "cbor": "CBOR"}

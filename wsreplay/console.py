@@ -264,22 +264,16 @@ class Session:
 
         url, url_query = redact_url(self.url, redaction, client, escape_template)
         query = url_query + tuple(
-            (k, "{{" + client(k, v) + "}}" if redaction.query_key(k)
-             else redaction.text(v, lambda b, x, k=k: client(k, x), escape_template))
+            (k, redaction.value(redaction.query_key(k), k, v, client, escape_template))
             for k, v in self.query)
         headers = tuple(
-            (k, "{{" + client(k, v) + "}}" if redaction.header(k)
-             else redaction.text(v, lambda b, x, k=k: client(k, x), escape_template))
+            (k, redaction.value(redaction.header(k), k, v, client, escape_template))
             for k, v in self.headers)
         protocols = redaction.protocol_templates(self.protocols, client, escape_template)
         upgraded = self.status in (None, 101)
-        chosen = None
-        if upgraded and self.protocols:
-            chosen = dict(zip(self.protocols, protocols)).get(self.protocol or "", None) \
-                if self.protocol else ""
-            if chosen is None:
-                chosen = redaction.protocol_templates([self.protocol], client,
-                                                      escape_template)[0]
+        chosen = redaction.chosen_protocol(self.protocols, protocols, self.protocol, client,
+                                           escape_template) \
+            if upgraded and self.protocols else None
         connect = m.Connect(
             name=self.name, url=url, at=0, query=query, headers=headers, protocols=protocols,
             expect_status=None if upgraded else self.status, expect_protocol=chosen)

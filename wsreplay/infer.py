@@ -269,6 +269,10 @@ def _id_number(value: int, where: list[_Seen], started: float | None) -> bool:
     return first.side is m.Side.CLIENT or abs(value) >= BIG_SERVER_NUMBER
 
 
+def _string_marker(value: str) -> str:
+    return "#uuid" if _UUID.match(value) else "#string"
+
+
 def _timestamp(number: float, started: float | None) -> bool:
     if started is None or number <= 0:
         return False
@@ -473,8 +477,10 @@ class _Rewrite:
     def note(self, what: str, value: Any, why: str) -> None:
         self.notes.append(Inference(self.pos, what, value, why))
 
-    def _choice(self, key: tuple, hint: str | None) -> tuple[str, str] | None:
-        """("capture"|"use"|"marker", name or marker) for a value, None to keep it."""
+    def _placeholder(self, key: tuple, hint: str | None, marker: str,
+                     example: str) -> tuple[str, str] | None:
+        """("use" | "capture" | "marker", the text between ``{{`` and ``}}``) standing for
+        the value ``key``, written with ``marker`` and ``example``; None: keep it."""
         kind, value = key
         if key in self.again:
             name = self.names.name(key, self.hints.get(key) or hint)
@@ -484,14 +490,12 @@ class _Rewrite:
             self.captured.add(key)
             why = "the other side echoes it" if kind == "n" else "sent again later"
             self.note(f"capture {name}", value, why)
-            return "capture", name
+            return "capture", f"{name} = {marker} like {example}"
         if key in self.once:
-            marker = "#uuid" if kind == "s" and _UUID.match(value) else \
-                "#bytes" if kind == "b" else "#string"
             why = "looks random, used once" if looks_random(value) else \
                 "looks like an id the client makes, used once"
-            self.note(f"marker {marker}", value, why)
-            return "marker", marker
+            self.note(f"marker {marker.split()[0]}", value, why)
+            return "marker", f"{marker} like {example}"
         return None
 
     # -- connections ---------------------------------------------------------------------
@@ -521,16 +525,8 @@ class _Rewrite:
         return replace(c, url=hit["head"] + "/".join(segments) + query + hit["tail"])
 
     def _text_template(self, key: tuple, hint: str | None) -> str | None:
-        choice = self._choice(key, hint)
-        if choice is None:
-            return None
-        what, name = choice
-        if what == "use":
-            return "{{" + name + "}}"
-        marker = "#uuid" if _UUID.match(key[1]) else "#string"
-        if what == "capture":
-            return "{{" + f"{name} = {marker} like {key[1]}" + "}}"
-        return "{{" + f"{name} like {key[1]}" + "}}"
+        found = self._placeholder(key, hint, _string_marker(key[1]), key[1])
+        return None if found is None else "{{" + found[1] + "}}"
 
     # -- messages ------------------------------------------------------------------------
 
@@ -560,17 +556,12 @@ class _Rewrite:
         if isinstance(value, str):
             if _is_template(value) or not looks_like_id(value):
                 return value
-            choice = self._choice(("s", value), key)
-            if choice is None:
+            found = self._placeholder(("s", value), key, _string_marker(value), value)
+            if found is None:
                 return value
             self.changed = True
-            what, name = choice
-            marker = "#uuid" if _UUID.match(value) else "#string"
-            if what == "use":
-                return "{{" + name + "}}"
-            if what == "capture":
-                return "{{" + f"{name} = {marker} like {value}" + "}}"
-            return f"{name} like {value}"
+            what, body = found
+            return body if what == "marker" else "{{" + body + "}}"  # a JSON marker is bare
         if isinstance(value, list):
             return [self._json(v, key) for v in value]
         if isinstance(value, dict):
@@ -585,12 +576,8 @@ class _Rewrite:
                 ("n", value) not in self.captured or abs(value) >= BIG_SERVER_NUMBER
                 or (key is not None and _ID_KEY.search(key))):
             # a small number comes back only as an id (``"params":[2]`` is not request 2)
-            choice = self._choice(("n", value), key)
             self.changed = True
-            what, name = choice
-            if what == "use":
-                return "{{" + name + "}}"
-            return "{{" + f"{name} = #number like {value}" + "}}"
+            return "{{" + self._placeholder(("n", value), key, "#number", str(value))[1] + "}}"
         return value
 
     def _text(self, hit: re.Match) -> str:
@@ -616,19 +603,12 @@ class _Rewrite:
             value = hit.group().decode("ascii")
             if not looks_like_id(value):
                 continue
-            choice = self._choice(("b", value), None)
-            if choice is None:
+            found = self._placeholder(("b", value), None, f"#bytes {len(value)}", f'"{value}"')
+            if found is None:
                 continue
-            what, name = choice
             if hit.start() > at:
                 parts.append(data[at:hit.start()].hex())
-            size = hit.end() - hit.start()
-            if what == "use":
-                parts.append("{{" + name + "}}")
-            elif what == "capture":
-                parts.append("{{" + f'{name} = #bytes {size} like "{value}"' + "}}")
-            else:
-                parts.append("{{" + f'#bytes {size} like "{value}"' + "}}")
+            parts.append("{{" + found[1] + "}}")
             at, changed = hit.end(), True
         if not changed:
             return None

@@ -15,7 +15,7 @@ from typing import Callable
 import orjson
 
 from . import model as m
-from .codecs import CODECS, recordable
+from .codecs import CODECS, decoded
 from .redact import Redaction, credentials
 
 HEX_MAX = 64  # binary messages up to this size are written in hex, larger ones in base64
@@ -192,19 +192,27 @@ def codec_payload(data: bytes, codecs: tuple[str, ...] = CODECS,
     otherwise. A frame that decodes but would not encode back to the very same bytes is
     still written in its codec when it holds a secret: the same value, the secret a variable
     -- as hex the secret would stand in the file, readable."""
-    for exact in (True, False):
-        for codec in codecs:
-            value = recordable(codec, data, exact)
-            if value is None or (not value and len(data) < 2):
-                continue  # a lone 0x90 or 0x80 (an empty container) is more often not the codec
-            text = orjson.dumps(value).decode("utf-8")
-            if _NOT_JSON_LINE.search(text):  # a line separator orjson leaves raw: not on a
-                continue  # scenario line; the frame is written as bytes
-            source = json_template(text, name_for, redaction)
-            if exact or "{{" in source:
-                return m.Json(source, codec=codec)
-        if redaction is None or not redaction.enabled:
-            return None
+    inexact = None  # (codec, JSON text) of the first frame that decodes but not exactly
+    for codec in codecs:
+        value, exact = decoded(codec, data)
+        if value is None or (not value and len(data) < 2):
+            continue  # a lone 0x90 or 0x80 (an empty container) is more often not the codec
+        text = orjson.dumps(value).decode("utf-8")
+        if _NOT_JSON_LINE.search(text):  # a line separator orjson leaves raw: not on a
+            continue  # scenario line; the frame is written as bytes
+        if exact:
+            return m.Json(json_template(text, name_for, redaction), codec=codec)
+        inexact = inexact or (codec, text)
+    if inexact is not None and redaction is not None and redaction.enabled \
+            and redaction.might_hold(inexact[1]):
+        named = []
+
+        def naming(key: str, value: str) -> str:
+            named.append(key)
+            return name_for(key, value)
+        source = json_template(inexact[1], naming, redaction)
+        if named:  # a secret was in it: written in the codec, redacted
+            return m.Json(source, codec=inexact[0])
     return None
 
 

@@ -186,14 +186,9 @@ class RecordingProxy:
                  warn: Callable[[str], None] | None = None):
         self.config, self.recorder = config, recorder
         self.target = parse_target(config.target)
-        if log is not None and recorder.redaction.enabled:  # the log names no secret either
-            self._log = lambda line: log(scrub(line))
-        else:
-            self._log = log or (lambda line: None)
-        if warn is not None and recorder.redaction.enabled:
-            self._warn = lambda line: warn(scrub(line))
-        else:
-            self._warn = warn or self._log
+        quiet = recorder.redaction.enabled  # the log and the warnings name no secret either
+        self._log = _scrubbing(log, quiet) if log else (lambda line: None)
+        self._warn = _scrubbing(warn, quiet) if warn else self._log
         self._links: set[PumpLink | FastLink] = set()
         self._runner: web.ServerRunner | None = None
         self._door: Door | None = None
@@ -505,3 +500,8 @@ class RecordingProxy:
             self._log(f"{record.name} closed: {link.how or 'ended'}, "
                       f"{record.messages_seen} messages ({len(self._links)} open)")
         return client
+
+
+def _scrubbing(say: Callable[[str], None], scrubbed: bool) -> Callable[[str], None]:
+    """``say``, its lines scrubbed of secrets (:func:`wsreplay.redact.scrub`) when asked."""
+    return (lambda line: say(scrub(line))) if scrubbed else say

@@ -263,13 +263,9 @@ class ConnectionRecord:
         upgraded = hs.status == 101
         protocols = self.redaction.protocol_templates(hs.protocols, self._client,
                                                       escape_template)
-        chosen = None
-        if upgraded and hs.protocols:  # the same text as the entry offered, the same template
-            chosen = dict(zip(hs.protocols, protocols)).get(hs.protocol or "") \
-                if hs.protocol else ""
-            if chosen is None:
-                chosen = self.redaction.protocol_templates([hs.protocol], self._client,
-                                                           escape_template)[0]
+        chosen = self.redaction.chosen_protocol(hs.protocols, protocols, hs.protocol,
+                                                self._client, escape_template) \
+            if upgraded and hs.protocols else None
         return m.Connect(
             name=self.name, url=url, at=self._now(), query=query, headers=headers,
             protocols=protocols, compress=hs.compress,
@@ -281,11 +277,10 @@ class ConnectionRecord:
     def _header_value(self, name: str, value: str, marker: str | None = None) -> str:
         """A header value as a template: a secret header's whole value a variable (the
         server's a capture), credentials inside any other one redacted where they stand."""
-        if self.redaction.header(name):
-            return "{{" + self.secret(name, value, marker) + "}}"
         name_for = self._client if marker is None else \
             (lambda base, v: self.secret(base, v, marker))
-        return self.redaction.text(value, name_for, escape_template)
+        return self.redaction.value(self.redaction.header(name), name, value, name_for,
+                                    escape_template)
 
     def messages(self, side: m.Side, batch: list) -> asyncio.Future | None:
         """Record messages that arrived together from ``side``: one append for all of them.

@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Callable, Iterable
+from urllib.parse import unquote_plus
 
 from .patterns import compiled
 
@@ -237,6 +238,26 @@ class Redaction:
             return escape(text)
         return template(text, name_for, escape, self.text_keys)
 
+    def value(self, secret: bool, key: str, value: str, name_for: Callable[[str, str], str],
+              escape: Callable[[str], str]) -> str:
+        """A header or query value as a template: all of it a variable when its name is a
+        secret one (``secret``: :meth:`header` or :meth:`query_key` said so), else the
+        credentials in it redacted where they stand."""
+        if secret:
+            return "{{" + name_for(key, value) + "}}"
+        return self.text(value, name_for, escape)
+
+    def chosen_protocol(self, offered: tuple[str, ...], templates: tuple[str, ...],
+                        chosen: str | None, name_for: Callable[[str, str], str],
+                        escape: Callable[[str], str]) -> str:
+        """The subprotocol the server chose as a template: the template of the same entry
+        where it was offered (so a secret one is the same variable); "" for none."""
+        if not chosen:
+            return ""
+        same = dict(zip(offered, templates)).get(chosen)
+        return same if same is not None else \
+            self.protocol_templates([chosen], name_for, escape)[0]
+
     def protocol(self, entry: str) -> tuple[str, str] | None:
         """``(prefix kept, secret)`` when the subprotocol ``entry`` is a secret, else None."""
         if not self.enabled:
@@ -348,8 +369,6 @@ def redact_url(url: str, redaction: Redaction, name_for: Callable[[str, str], st
     """A URL as a ``conn`` template and the ``query`` lines taken out of it: a query
     parameter whose key is a secret moves to a ``query`` line holding a variable; path
     segments and other query values keep their place, their credentials redacted."""
-    from urllib.parse import unquote_plus
-
     base, sep, query = url.partition("?")
     if not redaction.enabled:
         return escape(url), ()
